@@ -1,0 +1,92 @@
+"""The datasets the pipeline knows: their four IDX files, official mirrors and checksums.
+
+Sizes and SHA-256 digests are of the *decompressed* files of the official releases, so a
+copy that was re-compressed differently (another mirror, another gzip level) still verifies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from digitrec.errors import DigitrecError
+
+TRAIN_IMAGES = "train-images-idx3-ubyte"
+TRAIN_LABELS = "train-labels-idx1-ubyte"
+TEST_IMAGES = "t10k-images-idx3-ubyte"
+TEST_LABELS = "t10k-labels-idx1-ubyte"
+FILE_NAMES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One decompressed IDX file: its standard name, byte size and SHA-256."""
+
+    name: str
+    size: int
+    sha256: str
+
+    @property
+    def archive_name(self) -> str:
+        return f"{self.name}.gz"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset in the MNIST layout: four IDX files and where to fetch them."""
+
+    name: str
+    mirrors: tuple[str, ...]
+    files: tuple[FileSpec, ...]
+    class_names: tuple[str, ...]
+
+
+MNIST = Dataset(
+    name="mnist",
+    mirrors=(
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    ),
+    files=(
+        FileSpec(TRAIN_IMAGES, 47_040_016,
+                 "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+        FileSpec(TRAIN_LABELS, 60_008,
+                 "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+        FileSpec(TEST_IMAGES, 7_840_016,
+                 "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+        FileSpec(TEST_LABELS, 10_008,
+                 "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+    ),
+    class_names=tuple(str(d) for d in range(10)),
+)
+
+FASHION_MNIST = Dataset(
+    name="fashion_mnist",
+    mirrors=(
+        "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    ),
+    files=(
+        FileSpec(TRAIN_IMAGES, 47_040_016,
+                 "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+        FileSpec(TRAIN_LABELS, 60_008,
+                 "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+        FileSpec(TEST_IMAGES, 7_840_016,
+                 "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+        FileSpec(TEST_LABELS, 10_008,
+                 "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+    ),
+    class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+)
+
+DATASETS = {d.name: d for d in (MNIST, FASHION_MNIST)}
+
+
+def get_dataset(name: str) -> Dataset:
+    """Look a dataset up by its `params.yaml` name."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise DigitrecError(
+            f"params.yaml: unknown dataset {name!r}; choose one of {', '.join(DATASETS)}"
+        ) from None

@@ -1,0 +1,140 @@
+"""Test helpers: small MNIST-like data the tests make themselves, and a loopback mirror."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import re
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from digitrec import idx
+from digitrec.datasets import (
+    FILE_NAMES,
+    TEST_IMAGES,
+    TEST_LABELS,
+    TRAIN_IMAGES,
+    TRAIN_LABELS,
+    Dataset,
+    FileSpec,
+)
+from digitrec.files import sha256_file
+
+
+def synthetic_digits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`count` 28x28 uint8 images whose class is learnable: a bright block at a place per class."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count, dtype=np.uint8) % 10
+    rng.shuffle(labels)
+    images = rng.integers(0, 40, size=(count, 28, 28), dtype=np.uint8)
+    for i, label in enumerate(labels):
+        row, col = 4 + 7 * (label // 4), 4 + 6 * (label % 4)
+        dr, dc = rng.integers(-1, 2, size=2)
+        images[i, row + dr:row + dr + 6, col + dc:col + dc + 5] = 255
+    return images, labels
+
+
+def synthetic_dataset_arrays(n_train: int = 200, n_test: int = 100, seed: int = 0
+                             ) -> dict[str, np.ndarray]:
+    train_x, train_y = synthetic_digits(n_train, seed)
+    test_x, test_y = synthetic_digits(n_test, seed + 1)
+    return {TRAIN_IMAGES: train_x, TRAIN_LABELS: train_y, TEST_IMAGES: test_x,
+            TEST_LABELS: test_y}
+
+
+def write_archives(folder: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write each array as `<name>.gz` in `folder`, as a mirror holds them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, array in arrays.items():
+        idx.write_idx(folder / f"{name}.gz", array, compress=True)
+
+
+def write_raw(folder: Path, arrays: dict[str, np.ndarray]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, array in arrays.items():
+        idx.write_idx(folder / name, array)
+
+
+def dataset_for(arrays: dict[str, np.ndarray], mirrors: tuple[str, ...] = ()) -> Dataset:
+    """A catalog entry whose checksums are those of `arrays`, as the real ones are of MNIST."""
+    files = []
+    for name in FILE_NAMES:
+        data = idx.encode_idx(arrays[name])
+        files.append(FileSpec(name, len(data), hashlib.sha256(data).hexdigest()))
+    return Dataset("synthetic", mirrors, tuple(files), tuple(str(d) for d in range(10)))
+
+
+def folder_digest(folder: Path) -> dict[str, str]:
+    return {p.name: sha256_file(p) for p in sorted(folder.iterdir())} if folder.exists() else {}
+
+
+@dataclass
+class MirrorServer:
+    """A loopback HTTP mirror with switchable faults, recording every request.
+
+    `missing`: paths that answer 404. `cut_once`: path -> bytes sent before the connection
+    is dropped, the first time only. `ranges`: whether Range requests get 206.
+    """
+
+    root: Path
+    missing: set[str] = field(default_factory=set)
+    cut_once: dict[str, int] = field(default_factory=dict)
+    ranges: bool = True
+    requests: list[tuple[str, str | None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                range_header = self.headers.get("Range")
+                server.requests.append((self.path, range_header))
+                file = server.root / self.path.lstrip("/")
+                if self.path in server.missing or not file.is_file():
+                    self.send_error(404, "Not Found")
+                    return
+                body = file.read_bytes()
+                start = 0
+                match = re.fullmatch(r"bytes=(\d+)-", range_header or "")
+                if match and server.ranges:
+                    start = int(match.group(1))
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(body) - start))
+                self.end_headers()
+                cut = server.cut_once.pop(self.path, None)
+                if cut is not None:
+                    self.wfile.write(body[start:start + cut])
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                self.wfile.write(body[start:])
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+
+    def url(self, prefix: str = "") -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/{prefix}"
+
+    def paths_requested(self) -> list[str]:
+        return [path for path, _ in self.requests]
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)

@@ -1,0 +1,115 @@
+import json
+
+import numpy as np
+import pytest
+from helpers import folder_digest, synthetic_dataset_arrays, write_raw
+
+from digitrec import prepare
+from digitrec.datasets import TRAIN_IMAGES, TRAIN_LABELS
+from digitrec.errors import DigitrecError
+
+
+@pytest.fixture
+def raw(tmp_path):
+    arrays = synthetic_dataset_arrays(n_train=500, n_test=120)
+    write_raw(tmp_path / "raw", arrays)
+    return tmp_path / "raw", arrays
+
+
+def test_stratified_split_keeps_class_shares_and_is_seeded():
+    labels = np.repeat(np.arange(10, dtype=np.uint8), [50, 80, 30, 40, 60, 70, 20, 90, 55, 45])
+    train, val = prepare.stratified_split(labels, 0.2, seed=3)
+    assert len(val) == round(0.2 * len(labels))
+    assert np.intersect1d(train, val).size == 0
+    assert len(train) + len(val) == len(labels)
+    expected = np.bincount(labels) * 0.2
+    assert np.all(np.abs(np.bincount(labels[val], minlength=10) - expected) <= 1)
+
+    again_train, again_val = prepare.stratified_split(labels, 0.2, seed=3)
+    np.testing.assert_array_equal(val, again_val)
+    np.testing.assert_array_equal(train, again_train)
+    _, other_val = prepare.stratified_split(labels, 0.2, seed=4)
+    assert not np.array_equal(val, other_val)
+
+
+def test_val_size_as_a_count():
+    labels = np.arange(100, dtype=np.uint8) % 10
+    _, val = prepare.stratified_split(labels, 30, seed=0)
+    assert len(val) == 30
+    assert np.bincount(labels[val], minlength=10).tolist() == [3] * 10
+
+
+def test_prepare_writes_normalised_arrays_and_a_correct_manifest(raw, tmp_path):
+    raw_dir, arrays = raw
+    out = tmp_path / "prepared"
+    manifest = prepare.prepare(raw_dir, out, val_size=0.1, seed=1)
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+
+    total = 0
+    for split in prepare.SPLITS:
+        images, labels = prepare.load_split(out, split)
+        assert images.dtype == np.float32 and labels.dtype == np.uint8
+        assert images.shape == (len(labels), 28, 28, 1)
+        assert images.min() >= 0.0 and images.max() <= 1.0
+        info = manifest["splits"][split]
+        assert info["count"] == len(labels)
+        assert info["class_counts"] == np.bincount(labels, minlength=10).tolist()
+        assert info["pixel_mean"] == pytest.approx(float(np.mean(images, dtype=np.float64)))
+        assert info["pixel_std"] == pytest.approx(float(np.std(images, dtype=np.float64)),
+                                                  rel=1e-5)
+        total += len(labels)
+    assert manifest["splits"]["val"]["count"] == 50
+    assert total == 500 + 120
+    test_images, _ = prepare.load_split(out, "test")
+    np.testing.assert_allclose(test_images[..., 0] * 255, arrays["t10k-images-idx3-ubyte"],
+                               atol=1e-3)
+    assert set(manifest["sources"]) == set(arrays)
+    assert all(len(digest) == 64 for digest in manifest["sources"].values())
+
+
+def test_mismatched_counts_fail_and_keep_previous_output(raw, tmp_path):
+    raw_dir, arrays = raw
+    out = tmp_path / "prepared"
+    prepare.prepare(raw_dir, out, val_size=0.1, seed=1)
+    before = folder_digest(out)
+    write_raw(raw_dir, {TRAIN_LABELS: arrays[TRAIN_LABELS][:-1]})
+    with pytest.raises(DigitrecError, match="has 500 images but .* has 499 labels") as error:
+        prepare.prepare(raw_dir, out, val_size=0.1, seed=1)
+    assert TRAIN_IMAGES in str(error.value)
+    assert folder_digest(out) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_label_outside_0_to_9_fails_clearly(raw, tmp_path):
+    raw_dir, arrays = raw
+    labels = arrays[TRAIN_LABELS].copy()
+    labels[7] = 10
+    write_raw(raw_dir, {TRAIN_LABELS: labels})
+    with pytest.raises(DigitrecError, match="label 10 at index 7 is outside 0..9") as error:
+        prepare.prepare(raw_dir, tmp_path / "prepared", val_size=0.1, seed=1)
+    assert TRAIN_LABELS in str(error.value)
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_images_must_be_28x28(raw, tmp_path):
+    raw_dir, arrays = raw
+    write_raw(raw_dir, {TRAIN_IMAGES: np.zeros((500, 32, 32), dtype=np.uint8)})
+    with pytest.raises(DigitrecError, match="images are 32x32, expected 28x28"):
+        prepare.prepare(raw_dir, tmp_path / "prepared", val_size=0.1, seed=1)
+
+
+def test_tf_dataset_batches_and_shuffles_with_a_seed(raw, tmp_path):
+    from digitrec.data import make_dataset
+
+    raw_dir, _ = raw
+    out = tmp_path / "prepared"
+    prepare.prepare(raw_dir, out, val_size=0.1, seed=1)
+    dataset = make_dataset(out, "train", batch_size=32, shuffle=True, seed=5)
+    images, labels = next(iter(dataset))
+    assert images.shape == (32, 28, 28, 1) and images.dtype.name == "float32"
+    assert labels.shape == (32,)
+    again = next(iter(make_dataset(out, "train", batch_size=32, shuffle=True, seed=5)))
+    np.testing.assert_array_equal(labels.numpy(), again[1].numpy())
+    _, train_labels = prepare.load_split(out, "train")
+    unshuffled = np.concatenate([y.numpy() for _, y in make_dataset(out, "train", 64)])
+    np.testing.assert_array_equal(unshuffled, train_labels)
