@@ -20,7 +20,7 @@ def mirror(tmp_path):
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "stages", "src",
-                 ".dvc/config", ".dvc/.gitignore")
+                 ".dvc/config", ".dvc/.gitignore", "data/user_images")
 
 
 @pytest.fixture

@@ -18,11 +18,12 @@ def test_dvc_repro_prepare_from_a_local_mirror_then_nothing_to_do(project, mirro
     assert (project.root / "dvc.lock").exists()
 
     requests = len(mirror.requests)
-    second = project.dvc("repro")
-    assert "download" not in second.stdout.replace("'download'", "")
+    second = project.dvc("repro", "prepare")
+    assert "Running stage" not in second.stdout
     assert "up to date" in second.stdout
     assert len(mirror.requests) == requests
-    assert project.dvc("status").stdout.strip().endswith("up to date.")
+    status = project.dvc("status", "prepare").stdout
+    assert status.strip().endswith("up to date.")
 
 
 def test_dvc_repro_offline_fails_with_the_mirror_list(project, mirror):

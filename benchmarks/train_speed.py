@@ -1,0 +1,102 @@
+"""Train every registry model in its usual setting, and the default params, on the same data.
+
+    python benchmarks/train_speed.py DATA_DIR [--verify] [--accurate] [--only NAME ...]
+
+DATA_DIR holds the four MNIST .gz archives (for example ../shared/datasets/mnist-10k, a
+subset, hence no checksum verification unless --verify). The data goes through the real
+download and prepare code with the params.yaml prepare settings, and every model trains
+through the real train stage code (checkpoints and logs included) on the same machine in
+one run. Prints a table: model, parameters, epochs, train seconds, test accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from digitrec.config import load_params, section
+from digitrec.datasets import get_dataset
+from digitrec.download import DownloadOptions, download
+from digitrec.prepare import load_split, prepare
+from digitrec.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The tutorial models as their tutorials train them: Adam at a constant rate, no
+# augmentation, Keras' default batch of 32 unless the tutorial says otherwise.
+TUTORIAL = dict(schedule="constant", learning_rate=1e-3, augment=None, ema=False,
+                batch_size=32)
+SETTINGS = {
+    "mlp": dict(TUTORIAL, model="mlp", epochs=10),
+    "cnn3": dict(TUTORIAL, model="cnn3", epochs=5),
+    "cnn2_dense800": dict(TUTORIAL, model="cnn2_dense800", epochs=10),
+    "cnn5x5_dropout": dict(TUTORIAL, model="cnn5x5_dropout", epochs=10, batch_size=64,
+                           learning_rate=1e-4),
+    "lenet5": dict(TUTORIAL, model="lenet5", epochs=10),
+}
+# The README's `accurate` setting: the default model, trained longer.
+ACCURATE = dict(epochs=20, learning_rate=0.006)
+
+
+def test_accuracy(model, prepared: Path) -> float:
+    images, labels = load_split(prepared, "test")
+    probabilities = model.predict(np.asarray(images), batch_size=1000, verbose=0)
+    return float((probabilities.argmax(axis=1) == labels).mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("data_dir", help="folder with the four .gz archives")
+    parser.add_argument("--verify", action="store_true", help="check official checksums")
+    parser.add_argument("--dataset", default="mnist")
+    parser.add_argument("--accurate", action="store_true",
+                        help="also train the README's accurate setting")
+    parser.add_argument("--only", nargs="*", help="only these rows (default: all)")
+    args = parser.parse_args()
+
+    params = load_params(ROOT / "params.yaml")
+    default = TrainConfig.from_params(section(params, "train"))
+    runs = {name: replace(TrainConfig(), **setting) for name, setting in SETTINGS.items()}
+    runs["default"] = default
+    if args.accurate:
+        runs["accurate"] = replace(default, **ACCURATE)
+    if args.only:
+        runs = {name: config for name, config in runs.items() if name in args.only}
+
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        download(get_dataset(args.dataset), [args.data_dir], work / "raw", work / "partial",
+                 args.verify, DownloadOptions(progress=False))
+        options = section(params, "prepare")
+        manifest = prepare(work / "raw", work / "prepared", options["val_size"],
+                           options["seed"])
+        counts = {split: info["count"] for split, info in manifest["splits"].items()}
+        print(f"data: {args.data_dir}: {counts}", file=sys.stderr)
+        rows = []
+        for name, config in runs.items():
+            print(f"--- {name}: {config}", file=sys.stderr, flush=True)
+            result = train(config, work / "prepared", work / name / "model.keras",
+                           work / name / "checkpoints", work / name / "metrics", verbose=0)
+            rows.append((name, config, result.model.count_params(), result.seconds,
+                         test_accuracy(result.model, work / "prepared")))
+
+    print(f"{'run':<16}{'model':<16}{'parameters':>12}{'epochs':>8}{'batch':>7}"
+          f"{'train s':>9}{'test acc':>10}")
+    for name, config, parameters, seconds, accuracy in rows:
+        print(f"{name:<16}{config.model:<16}{parameters:>12,}{config.epochs:>8}"
+              f"{config.batch_size:>7}{seconds:>9.1f}{accuracy:>10.2%}")
+    timed = {name: seconds for name, _, _, seconds, _ in rows}
+    if "default" in timed and len(timed) > 1:
+        slower = [n for n, s in timed.items() if n not in ("default", "accurate")
+                  and s <= timed["default"]]
+        print("default trains faster than every tutorial model" if not slower
+              else f"default is not faster than: {', '.join(slower)}")
+
+
+if __name__ == "__main__":
+    main()

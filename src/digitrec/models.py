@@ -1,0 +1,140 @@
+"""The model registry: one small function per architecture, looked up by `train.model`.
+
+The tutorial models keep the exact layer shapes users know them by, so their parameter
+counts match what the tutorials print. Every model takes float32 (N, 28, 28, 1) in [0, 1]
+and ends in a softmax over 10 classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from digitrec.backend import keras
+from digitrec.errors import DigitrecError
+
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+DEFAULT_MODEL = "digitnet"
+
+REGISTRY: dict[str, Callable[[], keras.Model]] = {}
+
+
+def register(builder: Callable[[], keras.Model]) -> Callable[[], keras.Model]:
+    """Add a builder to the registry under its function name."""
+    REGISTRY[builder.__name__] = builder
+    return builder
+
+
+def build_model(name: str) -> keras.Model:
+    """Build the registered model `name`, uncompiled."""
+    try:
+        builder = REGISTRY[name]
+    except KeyError:
+        raise DigitrecError(
+            f"params.yaml: unknown train.model {name!r}; choose one of {', '.join(REGISTRY)}"
+        ) from None
+    return builder()
+
+
+def _sequential(name: str, *layers: keras.layers.Layer) -> keras.Model:
+    return keras.Sequential(
+        [keras.Input(INPUT_SHAPE), *layers, keras.layers.Dense(NUM_CLASSES, activation="softmax")],
+        name=name,
+    )
+
+
+@register
+def mlp() -> keras.Model:
+    """The Keras beginner tutorial: Flatten, Dense 128 (101,770 parameters)."""
+    return _sequential("mlp", keras.layers.Flatten(), keras.layers.Dense(128, activation="relu"))
+
+
+@register
+def cnn3() -> keras.Model:
+    """The TensorFlow CNN tutorial: Conv 32-64-64 3x3, Dense 64 (93,322 parameters)."""
+    layers = keras.layers
+    return _sequential(
+        "cnn3",
+        layers.Conv2D(32, 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(64, 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(64, 3, activation="relu"),
+        layers.Flatten(),
+        layers.Dense(64, activation="relu"),
+    )
+
+
+@register
+def cnn2_dense800() -> keras.Model:
+    """Two Conv 32 3x3 blocks and a Dense 800 layer (658,378 parameters)."""
+    layers = keras.layers
+    return _sequential(
+        "cnn2_dense800",
+        layers.Conv2D(32, 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(32, 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Flatten(),
+        layers.Dense(800, activation="relu"),
+    )
+
+
+@register
+def lenet5() -> keras.Model:
+    """LeNet-5 as commonly built in Keras (61,706 parameters).
+
+    Conv 6 5x5 same, AvgPool + sigmoid, Conv 16 5x5, MaxPool, Conv 120 5x5, Dense 84
+    sigmoid. The layers the description leaves without an activation use ReLU.
+    """
+    layers = keras.layers
+    return _sequential(
+        "lenet5",
+        layers.Conv2D(6, 5, padding="same"),
+        layers.AveragePooling2D(2),
+        layers.Activation("sigmoid"),
+        layers.Conv2D(16, 5, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(120, 5, activation="relu"),
+        layers.Flatten(),
+        layers.Dense(84, activation="sigmoid"),
+    )
+
+
+@register
+def cnn5x5_dropout() -> keras.Model:
+    """The classic TensorFlow 'Deep MNIST' model: Conv 32-64 5x5, Dense 1024, dropout
+    (3,274,634 parameters)."""
+    layers = keras.layers
+    return _sequential(
+        "cnn5x5_dropout",
+        layers.Conv2D(32, 5, padding="same", activation="relu"),
+        layers.MaxPooling2D(2, padding="same"),
+        layers.Conv2D(64, 5, padding="same", activation="relu"),
+        layers.MaxPooling2D(2, padding="same"),
+        layers.Flatten(),
+        layers.Dense(1024, activation="relu"),
+        layers.Dropout(0.5),
+    )
+
+
+@register
+def digitnet() -> keras.Model:
+    """The default: three convolutions that widen as the image shrinks, then dropout.
+
+    Conv 32 5x5, MaxPool, Conv 64 3x3 same, MaxPool, Conv 128 3x3, Flatten, Dropout 0.3
+    (113,674 parameters). Cheap enough per image to train at batch 128 in fewer seconds
+    than the tutorial CNNs, and with augmentation and a one-cycle schedule more accurate.
+    Batch normalisation would help convergence but doubles the time per step on a CPU.
+    """
+    layers = keras.layers
+    return _sequential(
+        "digitnet",
+        layers.Conv2D(32, 5, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(64, 3, padding="same", activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(128, 3, activation="relu"),
+        layers.Flatten(),
+        layers.Dropout(0.3),
+    )

@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from digitrec import models
+from digitrec.backend import keras
+from digitrec.errors import DigitrecError
+
+EXPECTED_PARAMETERS = {
+    "mlp": 101_770,
+    "cnn3": 93_322,
+    "cnn2_dense800": 658_378,
+    "lenet5": 61_706,
+    "cnn5x5_dropout": 3_274_634,
+    "digitnet": 113_674,
+}
+
+
+def test_registry_has_the_documented_models():
+    assert set(models.REGISTRY) == set(EXPECTED_PARAMETERS)
+    assert models.DEFAULT_MODEL == "digitnet"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))
+def test_model_builds_with_its_parameter_count_and_trains_a_step(name):
+    keras.utils.set_random_seed(0)
+    model = models.build_model(name)
+    assert model.count_params() == EXPECTED_PARAMETERS[name]
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    images = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
+    labels = np.arange(8) % 10
+    before = [w.copy() for w in model.get_weights()]
+    loss = model.train_on_batch(images, labels)
+    assert np.isfinite(loss)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+    probabilities = model.predict(images, verbose=0)
+    assert probabilities.shape == (8, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_unknown_model_names_the_choices():
+    with pytest.raises(DigitrecError, match="unknown train.model 'resnet'.*digitnet"):
+        models.build_model("resnet")

@@ -1,0 +1,167 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from helpers import synthetic_dataset_arrays, write_raw
+
+from digitrec import prepare
+from digitrec.errors import DigitrecError
+from digitrec.train import TrainConfig
+
+pytestmark = pytest.mark.slow
+
+TINY_TRAIN = {"model": "digitnet", "epochs": 2, "batch_size": 64, "learning_rate": 0.004,
+              "checkpoint_every": 1, "keep_checkpoints": 3, "seed": 3}
+
+
+@pytest.fixture
+def trained_project(project):
+    """The project copy with a small prepared dataset and tiny training params."""
+    raw = project.root / "data" / "raw"
+    write_raw(raw, synthetic_dataset_arrays(n_train=600, n_test=200))
+    prepare.prepare(raw, project.root / "data" / "prepared", val_size=0.2, seed=0)
+    project.set_params(train=TINY_TRAIN)
+    return project
+
+
+def train_stage(project, **kwargs):
+    return project.run(sys.executable, "stages/train.py", **kwargs)
+
+
+def tsv_rows(project, name):
+    path = project.root / "metrics/train/plots/metrics" / name
+    return path.read_text().strip().splitlines()[1:]
+
+
+def test_stage_trains_and_writes_model_checkpoints_and_logs(trained_project):
+    project = trained_project
+    project.set_params(train={"epochs": 3, "checkpoint_every": 1, "keep_checkpoints": 2})
+    result = train_stage(project)
+    assert "Epoch 1/3" in result.stdout and "Epoch 3/3" in result.stdout
+    assert "train: digitnet (113,674 parameters), 3 epochs" in result.stdout
+    checkpoints = sorted(p.name for p in (project.root / "models/checkpoints").iterdir())
+    assert checkpoints == ["epoch-002.keras", "epoch-003.keras"]
+    assert len(tsv_rows(project, "train/loss.tsv")) == 3
+    assert len(tsv_rows(project, "eval/accuracy.tsv")) == 3
+    metrics = json.loads((project.root / "metrics/train/metrics.json").read_text())
+    assert metrics["params"] == 113_674
+    assert 0 <= metrics["eval"]["accuracy"] <= 1
+    assert not (project.root / "models/.backup").exists()
+
+    # Loadable with Keras alone, and it reads the synthetic digits it learned.
+    check = (
+        "import sys, numpy as np, keras\n"
+        "m = keras.models.load_model('models/model.keras')\n"
+        "x = np.load('data/prepared/test_images.npy')\n"
+        "y = np.load('data/prepared/test_labels.npy')\n"
+        "p = m.predict(x, verbose=0)\n"
+        "assert p.shape == (len(x), 10) and np.allclose(p.sum(1), 1, atol=1e-4)\n"
+        "assert 'digitrec' not in sys.modules\n"
+        "print((p.argmax(1) == y).mean())\n"
+    )
+    accuracy = float(project.run(sys.executable, "-c", check).stdout.strip())
+    assert accuracy > 0.5
+
+
+def test_checkpoint_every_n_epochs(trained_project):
+    project = trained_project
+    project.set_params(train={"epochs": 4, "checkpoint_every": 2, "keep_checkpoints": 5})
+    train_stage(project)
+    checkpoints = sorted(p.name for p in (project.root / "models/checkpoints").iterdir())
+    assert checkpoints == ["epoch-002.keras", "epoch-004.keras"]
+
+
+def run_until_killed(project, min_epochs):
+    """Start training, SIGKILL it once `min_epochs` are backed up; return epochs backed up."""
+    process = subprocess.Popen([sys.executable, "stages/train.py"], cwd=project.root,
+                               env=project.env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    backups = project.root / "models/.backup"
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            done = [json.loads(p.read_text())["epoch"]
+                    for p in backups.glob("*/training_metadata.json") if p.stat().st_size]
+            if done and max(done) >= min_epochs:
+                break
+            time.sleep(0.02)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    (metadata,) = backups.glob("*/training_metadata.json")
+    return json.loads(metadata.read_text())["epoch"]
+
+
+def test_killed_run_resumes_at_the_right_epoch(trained_project):
+    project = trained_project
+    project.set_params(train={"epochs": 12})
+    done = run_until_killed(project, min_epochs=2)
+    assert 2 <= done < 12
+    result = train_stage(project)
+    assert f"Resuming from epoch {done + 1}/12" in result.stdout
+    assert "Epoch 1/12" not in result.stdout
+    assert f"Epoch {done + 1}/12" in result.stdout
+    assert len(tsv_rows(project, "train/loss.tsv")) == 12
+    assert [row.split("\t")[0] for row in tsv_rows(project, "eval/loss.tsv")] == [
+        str(step) for step in range(12)]
+    assert (project.root / "models/model.keras").exists()
+
+
+def test_changed_params_start_fresh(trained_project):
+    project = trained_project
+    project.set_params(train={"epochs": 12})
+    run_until_killed(project, min_epochs=1)
+    project.set_params(train={"learning_rate": 0.002, "epochs": 2})
+    result = train_stage(project)
+    assert "Resuming" not in result.stdout
+    assert "Starting fresh" in result.stdout
+    assert "Epoch 1/2" in result.stdout
+
+
+def test_same_seed_gives_identical_metrics(trained_project):
+    project = trained_project
+    train_stage(project)
+    first = (project.root / "metrics/train/metrics.json").read_text()
+    first_curve = tsv_rows(project, "eval/accuracy.tsv")
+    train_stage(project)
+    assert (project.root / "metrics/train/metrics.json").read_text() == first
+    assert tsv_rows(project, "eval/accuracy.tsv") == first_curve
+
+
+def test_bad_train_params_are_one_clear_error(trained_project):
+    project = trained_project
+    project.set_params(train={"model": "resnet"})
+    result = train_stage(project, check=False)
+    assert result.returncode == 1
+    assert "error: params.yaml: train.model 'resnet' is not one of" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_config_from_params_reads_augment_forms():
+    assert TrainConfig.from_params({"augment": False}).augment is None
+    assert TrainConfig.from_params({"augment": {"shift": 1}}).augment.shift == 1
+    with pytest.raises(DigitrecError, match="unknown train setting"):
+        TrainConfig.from_params({"epochz": 3})
+
+
+def test_augmentation_moves_pixels_but_keeps_the_digit():
+    from digitrec.backend import tf
+    from digitrec.data import augment_batch
+
+    image = np.zeros((1, 28, 28, 1), np.float32)
+    image[0, 10:18, 12:16] = 1.0
+    moved = augment_batch(tf.constant(image), tf.constant([1, 2], tf.int64), 2.0, 10.0, 0.1)
+    moved = moved.numpy()
+    assert moved.shape == image.shape
+    assert not np.allclose(moved, image)
+    assert abs(moved.sum() - image.sum()) / image.sum() < 0.3
+    again = augment_batch(tf.constant(image), tf.constant([1, 2], tf.int64), 2.0, 10.0, 0.1)
+    np.testing.assert_array_equal(moved, again.numpy())
+    assert np.array_equal(
+        augment_batch(tf.constant(image), tf.constant([1, 2], tf.int64), 0.0, 0.0, 0.0).numpy(),
+        image)
