@@ -1,0 +1,119 @@
+import json
+import math
+
+import numpy as np
+import pytest
+from helpers import synthetic_dataset_arrays, write_archives, write_raw
+from PIL import Image
+
+from digitrec import evaluate, prepare
+from digitrec.backend import keras
+
+
+def random_probabilities(n, seed=0):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, 10)) * 1.5
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def assert_finite_numbers(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            assert_finite_numbers(item)
+    else:
+        assert isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def test_score_is_consistent():
+    labels = np.arange(500) % 10
+    probabilities = random_probabilities(500)
+    report = evaluate.score(probabilities, labels)
+    assert_finite_numbers(report)
+    predicted = probabilities.argmax(axis=1)
+    assert report["error_count"] == int((predicted != labels).sum())
+    assert report["accuracy"] == pytest.approx(1 - report["error_count"] / 500)
+    assert sum(c["support"] for c in report["per_class"].values()) == 500
+    f1s = [c["f1"] for c in report["per_class"].values()]
+    assert report["macro_f1"] == pytest.approx(np.mean(f1s))
+    expected_loss = -np.mean(np.log(probabilities[np.arange(500), labels]))
+    assert report["loss"] == pytest.approx(expected_loss)
+    assert 0 <= report["ece"] <= 1
+
+
+def test_perfect_and_absent_classes_stay_finite():
+    labels = np.array([1, 1, 2, 2])
+    probabilities = np.eye(10)[labels]  # certain and right; most digits never appear
+    report = evaluate.score(probabilities, labels)
+    assert_finite_numbers(report)
+    assert report["accuracy"] == 1.0 and report["error_count"] == 0
+    assert report["ece"] == pytest.approx(0.0)
+    assert report["per_class"]["5"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0,
+                                        "support": 0}
+    assert report["loss"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_calibration_error_of_an_overconfident_model():
+    labels = np.zeros(100, dtype=int)
+    probabilities = np.full((100, 10), 0.0)
+    probabilities[:, 0] = 0.95
+    probabilities[:, 1] = 0.05
+    probabilities[50:, [0, 1]] = [0.05, 0.95]  # half wrong at 95% confidence
+    assert evaluate.expected_calibration_error(probabilities, labels) == pytest.approx(0.45)
+
+
+def test_evaluate_writes_metrics_plots_and_pngs(tmp_path):
+    raw = tmp_path / "raw"
+    write_raw(raw, synthetic_dataset_arrays(n_train=300, n_test=120))
+    prepared = tmp_path / "prepared"
+    prepare.prepare(raw, prepared, val_size=0.2, seed=0)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.save(tmp_path / "model.keras")
+
+    metrics = evaluate.evaluate(tmp_path / "model.keras", prepared, tmp_path / "eval.json",
+                                tmp_path / "plots")
+    on_disk = json.loads((tmp_path / "eval.json").read_text())
+    assert on_disk == metrics
+    assert_finite_numbers(on_disk)
+    for key in ("accuracy", "loss", "error_count", "macro_f1", "ece", "per_class", "val"):
+        assert key in on_disk
+    assert sum(c["support"] for c in on_disk["per_class"].values()) == 120
+    assert on_disk["accuracy"] == pytest.approx(1 - on_disk["error_count"] / 120)
+    assert on_disk["val"]["error_count"] <= 60
+    assert on_disk["val"]["accuracy"] == pytest.approx(1 - on_disk["val"]["error_count"] / 60)
+
+    rows = (tmp_path / "plots/confusion.csv").read_text().splitlines()
+    assert rows[0] == "actual,predicted" and len(rows) == 121
+    assert (tmp_path / "plots/per_class.csv").read_text().splitlines()[0] == "digit,accuracy"
+    for name in ("confusion.png", "mistakes.png"):
+        with Image.open(tmp_path / "plots" / name) as image:
+            assert image.format == "PNG" and image.width > 100
+
+
+@pytest.mark.slow
+def test_metrics_and_plots_diff_between_two_commits(project, mirror):
+    write_archives(mirror.root, synthetic_dataset_arrays(n_train=400, n_test=100))
+    project.set_params(
+        download={"mirrors": [mirror.url()], "verify": False},
+        train={"epochs": 1, "batch_size": 64, "checkpoint_every": 1},
+    )
+    project.dvc("repro")
+    project.run("git", "add", "-A")
+    project.run("git", "commit", "-q", "-m", "first run")
+    assert "eval.json" in project.run("git", "ls-files", "metrics").stdout
+    shown = project.dvc("metrics", "show").stdout
+    assert "metrics/eval.json" in shown and "macro_f1" in shown
+
+    project.set_params(train={"epochs": 2})
+    project.dvc("repro")
+    params = project.dvc("params", "diff").stdout
+    assert "train.epochs" in params and "1" in params and "2" in params
+    metrics = project.dvc("metrics", "diff").stdout
+    assert "metrics/eval.json" in metrics and "accuracy" in metrics
+    assert "metrics/train/metrics.json" in metrics
+    html = project.root / "plots-diff"
+    project.dvc("plots", "diff", "HEAD", "-o", str(html))
+    page = (html / "index.html").read_text()
+    assert "confusion" in page.lower() and "loss" in page.lower()
