@@ -7,6 +7,7 @@ bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -34,27 +35,59 @@ def _run(action: Callable[[], str | None]) -> int:
     return 0
 
 
-def _stages() -> dict[str, Callable[[dict[str, Any]], str]]:
-    from digitrec import download, prepare
+# Stage name -> (module, help). Modules are imported only when run: TensorFlow is slow to load.
+STAGES = {
+    "download": ("digitrec.download", "fetch and verify the four IDX files into data/raw/"),
+    "prepare": ("digitrec.prepare", "split and normalise data/raw/ into data/prepared/"),
+    "train": ("digitrec.train", "train the model named in params.yaml"),
+    "evaluate": ("digitrec.evaluate", "score the model into metrics/eval.json and plots"),
+}
 
-    return {"download": download.stage, "prepare": prepare.stage}
+
+def _stage(name: str) -> Callable[[dict[str, Any]], str]:
+    return importlib.import_module(STAGES[name][0]).stage
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `digitrec` console script."""
-    stages = _stages()
     parser = argparse.ArgumentParser(
         prog="digitrec", description="Learn handwritten digits and read your own."
     )
     parser.add_argument("--version", action="version", version=f"digitrec {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, stage in stages.items():
-        sub = commands.add_parser(name, help=(stage.__doc__ or "").split("\n")[0])
+    for name, (_, help_text) in STAGES.items():
+        sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--params", default=str(config.PARAMS_FILE),
                          help="params file (default: %(default)s)")
+    reader = commands.add_parser("predict", help="read pictures of digits: files or folders")
+    reader.add_argument("paths", nargs="+", metavar="PATH", help="pictures or folders of them")
+    reader.add_argument("--model", default=str(config.MODEL_FILE),
+                        help="a trained model (default: %(default)s)")
+    reader.add_argument("--csv", metavar="OUT.csv", help="also write the predictions as CSV")
     args = parser.parse_args(argv)
-    stage = stages[args.command]
+    if args.command == "predict":
+        sys.exit(_run(lambda: predict_command(args.paths, args.model, args.csv)))
+    stage = _stage(args.command)
     sys.exit(_run(lambda: stage(config.load_params(args.params))))
+
+
+def predict_command(paths: Sequence[str], model: str, csv_path: str | None) -> str:
+    """`digitrec predict`: one line per picture, then a summary."""
+    from pathlib import Path
+
+    from digitrec import predict
+
+    readings = predict.predict_paths(Path(model), paths)
+    for reading in readings:
+        if reading.probabilities is None:
+            print(f"{reading.name}: error: {reading.error}")
+        else:
+            print(f"{reading.name}: {reading.prediction} ({reading.confidence:.1%})")
+    if csv_path:
+        predict.write_csv(Path(csv_path), readings)
+    predict.require_some(readings, ", ".join(paths))
+    failed = sum(r.probabilities is None for r in readings)
+    return f"{len(readings) - failed} of {len(readings)} pictures read ({failed} failed)"
 
 
 if __name__ == "__main__":

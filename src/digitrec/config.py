@@ -21,6 +21,8 @@ MODELS_DIR = Path("models")
 MODEL_FILE = MODELS_DIR / "model.keras"
 CHECKPOINT_DIR = MODELS_DIR / "checkpoints"
 METRICS_DIR = Path("metrics")
+PREDICTIONS_DIR = Path("data/predictions")
+USER_IMAGES_DIR = Path("data/user_images")
 
 
 def load_params(path: str | os.PathLike = PARAMS_FILE) -> dict[str, Any]:

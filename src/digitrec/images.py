@@ -1,0 +1,292 @@
+"""Any picture of one handwritten digit -> a 28x28 digit as MNIST made them.
+
+MNIST digits are white on black, cropped to the ink, scaled to fit a 20x20 box with the
+aspect ratio kept, anti-aliased, and placed in a 28x28 field so that their centre of mass is
+at the centre. User pictures (photos of paper, scans, paint-program drawings) are none of
+that, so each step below undoes one difference:
+
+1. `load_image`: decode safely (decompression-bomb limit, first frame, EXIF orientation).
+2. `to_gray`: any mode to grey in [0, 1]; transparency composited onto a background of the
+   opposite brightness to the ink, so a drawing on a transparent canvas keeps its strokes.
+3. `ink_bright`: decide from the picture which side is ink (the majority is background)
+   and invert so ink is bright.
+4. `flatten_background`: subtract a smooth estimate of the background (grey opening at low
+   resolution), which removes shadows, uneven lighting and paper texture.
+5. `find_ink`: Otsu threshold; keep the connected pieces that matter, drop specks and the
+   dark margins of a photographed page.
+6. `normalise_digit`: crop to the ink, scale into a 20x20 box, bring the stroke width to
+   MNIST's (about 2.7 px) however thick or thin the pen was, anti-alias.
+7. `centre_by_mass`: place in 28x28 with the centre of mass at the centre.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
+
+from digitrec.errors import DigitrecError
+
+SIDE = 28
+BOX = 20
+WORK_SIDE = 512           # longest side worked on; plenty for one digit
+SUPERSAMPLE = 4           # stroke width is adjusted at 4x the final resolution
+MNIST_STROKE = 2.7        # median stroke width of MNIST digits, px at 28x28 (2*area/boundary)
+MIN_CONTRAST = 0.06       # ink must differ from the background by this much (of full range)
+SPECK_FRACTION = 0.06     # pieces smaller than this share of the largest piece are specks
+EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+class ImageProblem(DigitrecError):
+    """A picture that cannot be read as a digit; the message says why."""
+
+
+@dataclass
+class Prepared:
+    """A picture turned into an MNIST digit, and what was learned on the way."""
+
+    digit: np.ndarray         # float32 (28, 28) in [0, 1], white ink on black
+    inverted: bool            # the picture had dark ink on a light background
+    size: tuple[int, int]     # original width, height
+    thumbnail: Image.Image    # the original, small, for contact sheets
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open the first frame of a picture, upright, refusing decompression bombs."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise ImageProblem("empty file (0 bytes)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(path)
+            image.seek(0)
+            if image.format == "JPEG":
+                image.draft(image.mode, (WORK_SIDE, WORK_SIDE))  # decode at reduced size
+            image = ImageOps.exif_transpose(image)
+            image.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageProblem(f"too large to decode safely ({exc})") from None
+        except UnidentifiedImageError:
+            raise ImageProblem("not an image Pillow can read") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise ImageProblem(f"corrupt or truncated image: {exc}") from None
+    return image
+
+
+def to_gray(image: Image.Image) -> np.ndarray:
+    """Grey levels in [0, 1] for any mode; transparency composited to keep the ink visible."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float32)
+        top = 65535.0 if values.max(initial=0) > 255 else 255.0
+        return np.clip(values / top, 0, 1) if image.mode != "F" else _stretch(values)
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGBA")
+    elif image.mode == "1":
+        image = image.convert("L")
+    elif image.mode not in ("L", "LA", "RGB", "RGBA"):
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    has_alpha = image.mode in ("LA", "RGBA")
+    gray = np.asarray(image.convert("L"), dtype=np.float32) / 255
+    if not has_alpha:
+        return gray
+    alpha = np.asarray(image.getchannel("A"), dtype=np.float32) / 255
+    if alpha.min() > 0.98:
+        return gray
+    opaque = alpha > 0.5
+    ink_is_dark = bool(opaque.any()) and float(np.median(gray[opaque])) < 0.5
+    background = 1.0 if ink_is_dark else 0.0
+    return gray * alpha + background * (1 - alpha)
+
+
+def _stretch(values: np.ndarray) -> np.ndarray:
+    low, high = float(values.min()), float(values.max())
+    return (values - low) / (high - low) if high > low else np.zeros_like(values)
+
+
+def shrink(gray: np.ndarray, longest: int = WORK_SIDE) -> np.ndarray:
+    """Area-average down so the longest side is at most `longest` pixels."""
+    height, width = gray.shape
+    factor = max(height, width) / longest
+    if factor <= 1:
+        return gray
+    size = (max(1, round(width / factor)), max(1, round(height / factor)))
+    return np.asarray(Image.fromarray(gray, "F").resize(size, Image.BOX), dtype=np.float32)
+
+
+def ink_bright(gray: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Make ink bright on dark; the background is what most of the picture is."""
+    inverted = float(np.median(gray)) > 0.5
+    return (1.0 - gray if inverted else gray), inverted
+
+
+def otsu_threshold(values: np.ndarray) -> float:
+    """The grey level that best separates two classes (Otsu, 1979)."""
+    histogram, edges = np.histogram(values, bins=256, range=(0.0, 1.0))
+    weight = histogram.cumsum()
+    total = weight[-1]
+    centres = (edges[:-1] + edges[1:]) / 2
+    mass = (histogram * centres).cumsum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mass[-1] * weight / total - mass) ** 2 / (weight * (total - weight))
+    between = np.nan_to_num(between)
+    return float(centres[int(np.argmax(between))])
+
+
+def flatten_background(gray: np.ndarray) -> np.ndarray:
+    """Subtract the background (shadows, gradients, texture) from a bright-ink picture.
+
+    The background is estimated by a grey opening, which removes every bright structure
+    narrower than its window, so the window must be wider than the strokes: it is set from
+    a rough stroke-width estimate and never below an eighth of the picture.
+    """
+    rough = gray > otsu_threshold(gray)
+    stroke = stroke_width(rough)
+    scale = max(1, max(gray.shape) // 128)
+    small = gray[::scale, ::scale]
+    window = max(3, int(3 * stroke / scale) + 1, max(small.shape) // 8)
+    background = ndimage.grey_opening(small, size=(window, window))
+    background = ndimage.uniform_filter(background, size=max(3, window // 2))
+    if scale > 1:
+        zoom = (gray.shape[0] / small.shape[0], gray.shape[1] / small.shape[1])
+        background = ndimage.zoom(background, zoom, order=1)[: gray.shape[0], : gray.shape[1]]
+        background = np.pad(background, [(0, gray.shape[0] - background.shape[0]),
+                                         (0, gray.shape[1] - background.shape[1])], "edge")
+    flat = np.clip(gray - background, 0, None)
+    sigma = max(0.0, max(gray.shape) / 512)  # soften sensor noise and JPEG blocks
+    return ndimage.gaussian_filter(flat, sigma) if sigma >= 0.5 else flat
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """Mean stroke width of a binary drawing: 2 * area / boundary length."""
+    area = int(mask.sum())
+    if area == 0:
+        return 0.0
+    boundary = int((mask & ~ndimage.binary_erosion(mask)).sum())
+    return 2.0 * area / max(boundary, 1)
+
+
+def find_ink(flat: np.ndarray) -> np.ndarray:
+    """The digit's ink in [0, 1]: bright enough, in pieces that matter, not a page margin.
+
+    Returns the grey ink (not a hard mask) so a small digit scales up smoothly.
+    """
+    contrast = float(np.percentile(flat, 99.8))
+    if contrast < MIN_CONTRAST:
+        raise ImageProblem("no ink found: the picture looks blank")
+    normalised = np.clip(flat / contrast, 0, 1)
+    # Hysteresis, as in edge detection: faint ink counts when it touches clear ink, so a
+    # lightly drawn stroke stays attached to its digit while faint smudges do not.
+    threshold = otsu_threshold(normalised)
+    strong = normalised > max(threshold, 0.25)
+    weak = normalised > max(threshold / 2, 0.12)
+    labels, count = ndimage.label(weak, structure=EIGHT_CONNECTED)
+    if count == 0 or not strong.any():
+        raise ImageProblem("no ink found: the picture looks blank")
+    has_strong = np.zeros(count + 1, dtype=bool)
+    has_strong[np.unique(labels[strong])] = True
+    has_strong[0] = False
+    labels = np.where(has_strong[labels], labels, 0)
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    keep = areas >= SPECK_FRACTION * areas.max()
+    touching = _touching_border(labels, count)
+    inner = keep & ~touching
+    if inner.any() and areas[inner].max() >= 0.3 * areas[keep].max():
+        keep = inner  # pieces cut by the picture's edge are the page's margin, not the digit
+    kept = np.isin(labels, np.flatnonzero(keep) + 1)
+    near = ndimage.binary_dilation(kept, EIGHT_CONNECTED, iterations=2)
+    return np.where(near, np.maximum(normalised, kept * 0.51), 0.0).astype(np.float32)
+
+
+def _touching_border(labels: np.ndarray, count: int) -> np.ndarray:
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    touching = np.zeros(count, dtype=bool)
+    touching[np.unique(edge[edge > 0]) - 1] = True
+    return touching
+
+
+def normalise_digit(ink: np.ndarray) -> np.ndarray:
+    """Crop to the ink, fit into 20x20 keeping the aspect, set MNIST's stroke width."""
+    solid = ink > 0.5
+    rows = np.flatnonzero(solid.any(axis=1))
+    cols = np.flatnonzero(solid.any(axis=0))
+    crop = ink[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
+    height, width = crop.shape
+    scale = BOX / max(height, width)
+    big = (max(1, round(width * scale * SUPERSAMPLE)), max(1, round(height * scale * SUPERSAMPLE)))
+    # Area-average when shrinking; interpolate when enlarging, so small digits stay smooth.
+    method = Image.BOX if big[0] <= width else Image.BILINEAR
+    resized = np.asarray(Image.fromarray(crop, "F").resize(big, method))
+    fine = resized > 0.5
+    if not fine.any():
+        fine = resized >= resized.max() * 0.5
+    wanted = MNIST_STROKE * SUPERSAMPLE
+    change = (wanted - stroke_width(fine)) / 2  # pixels to add on each side of a stroke
+    radius = int(round(abs(change)))
+    if change > 0 and radius:
+        fine = ndimage.binary_dilation(fine, _disk(radius))
+    elif change < 0 and radius:
+        thinner = ndimage.binary_erosion(fine, _disk(radius))
+        if thinner.sum() > 0.3 * fine.sum():  # never erode a digit away
+            fine = thinner
+    pad = SUPERSAMPLE * 2
+    fine = np.pad(fine, pad)
+    small = (max(1, round(fine.shape[1] / SUPERSAMPLE)), max(1, round(fine.shape[0] / SUPERSAMPLE)))
+    return np.asarray(Image.fromarray(fine.astype(np.float32), "F").resize(small, Image.BOX))
+
+
+def _disk(radius: int) -> np.ndarray:
+    y, x = np.ogrid[-radius: radius + 1, -radius: radius + 1]
+    return x * x + y * y <= radius * radius
+
+
+def centre_by_mass(digit: np.ndarray) -> np.ndarray:
+    """Place `digit` in a 28x28 field with its centre of mass at the centre, as MNIST did."""
+    field = np.zeros((SIDE, SIDE), dtype=np.float32)
+    digit = digit[np.ix_(digit.any(axis=1), digit.any(axis=0))] if digit.any() else digit
+    height, width = digit.shape
+    if height > SIDE or width > SIDE:
+        digit = np.asarray(Image.fromarray(digit, "F").resize(
+            (min(width, SIDE), min(height, SIDE)), Image.BOX))
+        height, width = digit.shape
+    cy, cx = ndimage.center_of_mass(digit) if digit.sum() > 0 else (height / 2, width / 2)
+    top = int(np.clip(round(SIDE / 2 - cy - 0.5), 0, SIDE - height))
+    left = int(np.clip(round(SIDE / 2 - cx - 0.5), 0, SIDE - width))
+    field[top: top + height, left: left + width] = digit
+    return np.clip(field, 0, 1)
+
+
+def prepare_image(image: Image.Image) -> Prepared:
+    """The whole chain, from a decoded picture to a 28x28 MNIST digit."""
+    gray = shrink(to_gray(image))
+    bright, inverted = ink_bright(gray)
+    ink = find_ink(flatten_background(bright))
+    digit = centre_by_mass(normalise_digit(ink))
+    return Prepared(digit.astype(np.float32), inverted, image.size, thumbnail(image))
+
+
+def thumbnail(image: Image.Image, side: int = 64) -> Image.Image:
+    """A small RGB copy of the original, transparency shown on a checkerboard."""
+    small = image.copy()
+    if small.mode not in ("RGB", "RGBA", "L", "LA"):
+        small = small.convert("RGBA" if "A" in small.getbands() or small.mode == "P" else "RGB")
+    if small.mode in ("I;16", "I;16B", "I", "F"):
+        small = Image.fromarray((to_gray(image) * 255).astype(np.uint8))
+    small.thumbnail((side, side), Image.BILINEAR)
+    if small.mode in ("RGBA", "LA"):
+        board = Image.new("RGB", small.size, "#cccccc")
+        for y in range(0, small.size[1], 8):
+            for x in range((y // 8 % 2) * 8, small.size[0], 16):
+                board.paste("#ffffff", (x, y, x + 8, y + 8))
+        board.paste(small.convert("RGBA"), mask=small.convert("RGBA").getchannel("A"))
+        return board
+    return small.convert("RGB")
+
+
+def prepare_file(path: str | Path) -> Prepared:
+    """`prepare_image` for a file on disk."""
+    return prepare_image(load_image(path))

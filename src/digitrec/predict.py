@@ -1,0 +1,181 @@
+"""Read a folder (or a list) of user pictures with a trained model.
+
+Pictures are decoded and turned into MNIST digits in parallel threads (Pillow, NumPy and
+SciPy release the GIL for the heavy parts) and predicted in batches. A picture that cannot
+be read gets a row with its error; the others are still predicted.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitrec.errors import DigitrecError
+from digitrec.files import atomic_path, atomic_write_json
+from digitrec.images import ImageProblem, Prepared, prepare_file
+
+LABELS_FILE = "labels.csv"
+BATCH = 256
+COLUMNS = ["file", "prediction", "confidence", *[f"p{d}" for d in range(10)], "error"]
+
+
+@dataclass
+class Reading:
+    """One picture's outcome: a prediction with its probabilities, or an error."""
+
+    name: str
+    path: Path
+    prepared: Prepared | None = None
+    probabilities: np.ndarray | None = None
+    error: str = ""
+
+    @property
+    def prediction(self) -> int | None:
+        return None if self.probabilities is None else int(self.probabilities.argmax())
+
+    @property
+    def confidence(self) -> float | None:
+        return None if self.probabilities is None else float(self.probabilities.max())
+
+
+def find_pictures(paths: Sequence[str | Path]) -> list[tuple[str, Path]]:
+    """(name to report, path) for every file under `paths`, recursively, hidden ones skipped.
+
+    Names are relative to the folder given; a folder's own labels.csv is not a picture.
+    """
+    found: list[tuple[str, Path]] = []
+    for given in map(Path, paths):
+        if given.is_file():
+            found.append((given.name if len(paths) == 1 else str(given), given))
+            continue
+        if not given.is_dir():
+            raise DigitrecError(f"{given}: no such file or folder")
+        for root, dirs, files in os.walk(given):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                path = Path(root) / name
+                relative = path.relative_to(given)
+                if name.startswith(".") or relative == Path(LABELS_FILE):
+                    continue
+                found.append((relative.as_posix(), path))
+    return found
+
+
+def prepare_all(pictures: Iterable[tuple[str, Path]], workers: int | None = None
+                ) -> list[Reading]:
+    """Decode and normalise every picture in parallel; failures become error readings."""
+
+    def one(item: tuple[str, Path]) -> Reading:
+        name, path = item
+        try:
+            return Reading(name, path, prepared=prepare_file(path))
+        except ImageProblem as exc:
+            return Reading(name, path, error=str(exc))
+        except OSError as exc:
+            return Reading(name, path, error=f"cannot read: {exc.strerror or exc}")
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        return list(pool.map(one, pictures))
+
+
+def predict_readings(model: Any, readings: list[Reading]) -> None:
+    """Fill in probabilities for every reading that has a prepared digit, in batches."""
+    ready = [r for r in readings if r.prepared is not None]
+    for start in range(0, len(ready), BATCH):
+        chunk = ready[start: start + BATCH]
+        batch = np.stack([r.prepared.digit for r in chunk])[..., None]
+        probabilities = np.asarray(model.predict_on_batch(batch), dtype=np.float64)
+        for reading, row in zip(chunk, probabilities, strict=True):
+            reading.probabilities = row
+
+
+def read_labels(folder: Path) -> dict[str, int]:
+    """`labels.csv` (file,label) in a folder, if there is one."""
+    path = folder / LABELS_FILE
+    if not path.is_file():
+        return {}
+    labels = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for number, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                labels[row["file"]] = int(row["label"])
+            except (KeyError, TypeError, ValueError):
+                raise DigitrecError(
+                    f"{path}:{number}: expected columns file,label with a digit label"
+                ) from None
+    return labels
+
+
+def write_csv(path: Path, readings: list[Reading]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        for r in readings:
+            if r.probabilities is None:
+                writer.writerow([r.name, "", "", *[""] * 10, r.error])
+            else:
+                writer.writerow([r.name, r.prediction, f"{r.confidence:.4f}",
+                                 *[f"{p:.4f}" for p in r.probabilities], ""])
+
+
+def summary(readings: list[Reading], labels: dict[str, int]) -> dict[str, Any]:
+    """Counts, and accuracy against labels.csv when the folder has one."""
+    predicted = [r for r in readings if r.probabilities is not None]
+    result: dict[str, Any] = {"images": len(readings), "predicted": len(predicted),
+                              "failed": len(readings) - len(predicted)}
+    labelled = [r for r in readings if r.name in labels]
+    if labelled:
+        correct = sum(r.prediction == labels[r.name] for r in labelled)
+        result["labelled"] = len(labelled)
+        result["correct"] = correct
+        result["accuracy"] = correct / len(labelled)
+    return result
+
+
+def predict_paths(model_path: Path, paths: Sequence[str | Path]) -> list[Reading]:
+    """Find, prepare and predict every picture under `paths`."""
+    from digitrec.backend import keras
+
+    pictures = find_pictures(paths)
+    if not model_path.is_file():
+        raise DigitrecError(f"{model_path}: no model; run `dvc repro train` first")
+    model = keras.models.load_model(model_path)
+    readings = prepare_all(pictures)
+    predict_readings(model, readings)
+    return readings
+
+
+def require_some(readings: list[Reading], where: str) -> None:
+    if not readings:
+        raise DigitrecError(f"{where}: no pictures found")
+    if all(r.probabilities is None for r in readings):
+        raise DigitrecError(f"{where}: none of the {len(readings)} files could be read as a "
+                            f"picture of a digit (see the error column)")
+
+
+def stage(params: dict[str, Any]) -> str:
+    """Read every picture in predict.images with models/model.keras (the `predict` stage)."""
+    from digitrec.config import METRICS_DIR, MODEL_FILE, PREDICTIONS_DIR, section
+    from digitrec.report import draw_contact_sheet
+
+    folder = Path(section(params, "predict")["images"])
+    labels = read_labels(folder)
+    readings = predict_paths(MODEL_FILE, [folder])
+    PREDICTIONS_DIR.mkdir(parents=True, exist_ok=True)
+    write_csv(PREDICTIONS_DIR / "predictions.csv", readings)
+    draw_contact_sheet(readings, labels, PREDICTIONS_DIR / "contact_sheet.png")
+    figures = summary(readings, labels)
+    atomic_write_json(METRICS_DIR / "predict.json", figures)
+    require_some(readings, str(folder))
+    line = (f"predict: {figures['predicted']} of {figures['images']} pictures read "
+            f"({figures['failed']} failed)")
+    if "accuracy" in figures:
+        line += f", {figures['correct']}/{figures['labelled']} correct ({figures['accuracy']:.1%})"
+    return line + f"; wrote {PREDICTIONS_DIR / 'predictions.csv'}"

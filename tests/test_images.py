@@ -1,0 +1,139 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+from scipy import ndimage
+
+from digitrec import images
+from digitrec.examples import draw_digit
+
+
+def mnist_style(digit: int = 2) -> np.ndarray:
+    """A reference digit as MNIST would hold it: our chain applied to a clean drawing."""
+    clean = draw_digit(digit, 140, pen=0.06, ink=255, paper=0, seed=digit, wobble=0)
+    return images.prepare_image(clean).digit
+
+
+def bbox(digit: np.ndarray) -> tuple[int, int, int, int]:
+    rows = np.flatnonzero((digit > 0.3).any(axis=1))
+    cols = np.flatnonzero((digit > 0.3).any(axis=0))
+    return rows[0], rows[-1], cols[0], cols[-1]
+
+
+def assert_close_to(result: np.ndarray, reference: np.ndarray) -> None:
+    """Within a few pixels of the reference: same box, same centre, mostly the same ink."""
+    assert result.shape == (28, 28) and result.dtype == np.float32
+    assert result.min() >= 0 and result.max() <= 1
+    assert np.abs(np.subtract(bbox(result), bbox(reference))).max() <= 2
+    centre = np.subtract(ndimage.center_of_mass(result), ndimage.center_of_mass(reference))
+    assert np.abs(centre).max() <= 1.0
+    a, b = result > 0.5, reference > 0.5
+    assert (a & b).sum() / (a | b).sum() > 0.45
+
+
+def test_reference_is_shaped_like_mnist():
+    digit = mnist_style()
+    top, bottom, left, right = bbox(digit)
+    assert max(bottom - top, right - left) + 1 in (19, 20, 21, 22)
+    cy, cx = ndimage.center_of_mass(digit)
+    assert abs(cy - 13.5) <= 1 and abs(cx - 13.5) <= 1
+    assert 2.0 <= images.stroke_width(digit > 0.5) <= 3.6
+
+
+def as_big_picture(reference: np.ndarray, scale: int = 20, canvas=(1400, 900),
+                   where=(150, 80)) -> Image.Image:
+    """The reference enlarged and put off-centre on a large black canvas."""
+    big = Image.fromarray((reference * 255).astype(np.uint8)).resize(
+        (28 * scale, 28 * scale), Image.BICUBIC)
+    picture = Image.new("L", canvas, 0)
+    picture.paste(big, where)
+    return picture
+
+
+def textured_paper(picture: Image.Image, seed: int = 0) -> Image.Image:
+    """Dark ink on uneven, grainy paper: the picture inverted, lit from one side."""
+    rng = np.random.default_rng(seed)
+    ink = np.asarray(picture, dtype=np.float32) / 255
+    height, width = ink.shape
+    light = 200 + np.linspace(-40, 40, width)[None, :] + np.linspace(-20, 10, height)[:, None]
+    grain = ndimage.gaussian_filter(rng.normal(0, 12, ink.shape), 1.5)
+    paper = np.clip(light + grain - ink * 170, 0, 255)
+    return Image.fromarray(paper.astype(np.uint8))
+
+
+def reencode(picture: Image.Image, format: str, **options) -> Image.Image:
+    buffer = io.BytesIO()
+    picture.save(buffer, format=format, **options)
+    buffer.seek(0)
+    return Image.open(buffer)
+
+
+@pytest.mark.parametrize("digit", [2, 4, 7])
+def test_enlarged_off_centre_digit_comes_back(digit):
+    reference = mnist_style(digit)
+    assert_close_to(images.prepare_image(as_big_picture(reference)).digit, reference)
+
+
+def test_inverted_on_textured_paper_as_jpeg_comes_back():
+    reference = mnist_style(4)
+    photo = reencode(textured_paper(as_big_picture(reference)).convert("RGB"), "JPEG",
+                     quality=70)
+    prepared = images.prepare_image(photo)
+    assert prepared.inverted
+    assert_close_to(prepared.digit, reference)
+
+
+def test_transparent_png_with_dark_strokes_comes_back():
+    reference = mnist_style(7)
+    alpha = as_big_picture(reference, scale=10, canvas=(600, 400), where=(300, 60))
+    drawing = Image.new("RGBA", alpha.size, (10, 10, 10, 0))
+    drawing.putalpha(alpha)
+    prepared = images.prepare_image(reencode(drawing, "PNG"))
+    assert_close_to(prepared.digit, reference)
+
+
+def test_thin_pen_on_a_large_picture_gets_mnist_thick_strokes():
+    thin = draw_digit(3, 1600, pen=0.002, ink=0, paper=255, seed=0)
+    digit = images.prepare_image(thin).digit
+    assert 2.0 <= images.stroke_width(digit > 0.5) <= 3.6
+
+
+def test_thick_marker_gets_thinner():
+    thick = draw_digit(3, 200, pen=0.16, ink=0, paper=255, seed=0)
+    digit = images.prepare_image(thick).digit
+    assert images.stroke_width(digit > 0.5) <= 4.0
+
+
+def test_specks_do_not_move_the_digit():
+    reference = mnist_style(1)
+    picture = as_big_picture(reference)
+    pixels = np.asarray(picture).copy()
+    pixels[850:856, 1300:1306] = 255  # a speck far from the digit
+    pixels[20:23, 20:23] = 255
+    assert_close_to(images.prepare_image(Image.fromarray(pixels)).digit, reference)
+
+
+def test_blank_picture_says_so():
+    for blank in (Image.new("L", (300, 200), 230),
+                  Image.new("RGB", (64, 64), (0, 0, 0)),
+                  Image.new("RGBA", (64, 64), (0, 0, 0, 0))):
+        with pytest.raises(images.ImageProblem, match="no ink found"):
+            images.prepare_image(blank.filter(ImageFilter.GaussianBlur(1)))
+
+
+@pytest.mark.parametrize("mode", ["I;16", "CMYK", "P", "1", "LA", "RGB"])
+def test_every_mode_is_read(mode):
+    reference = mnist_style(5)
+    picture = textured_paper(as_big_picture(reference, scale=6, canvas=(300, 240),
+                                            where=(60, 30)))
+    if mode == "I;16":
+        converted = Image.fromarray(np.asarray(picture, dtype=np.uint16) * 257)
+        assert converted.mode.startswith("I;16")
+    elif mode == "P":
+        converted = picture.convert("RGB").convert("P", palette=Image.ADAPTIVE)
+    elif mode == "1":
+        converted = picture.point(lambda v: 255 if v > 120 else 0).convert("1")
+    else:
+        converted = picture.convert(mode)
+    assert_close_to(images.prepare_image(converted).digit, reference)
