@@ -11,7 +11,8 @@ EXPECTED_PARAMETERS = {
     "cnn2_dense800": 658_378,
     "lenet5": 61_706,
     "cnn5x5_dropout": 3_274_634,
-    "digitnet": 113_674,
+    "digitnet": 33_802,
+    "digitnet_wide": 113_674,
 }
 
 

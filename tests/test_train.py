@@ -42,13 +42,13 @@ def test_stage_trains_and_writes_model_checkpoints_and_logs(trained_project):
     project.set_params(train={"epochs": 3, "checkpoint_every": 1, "keep_checkpoints": 2})
     result = train_stage(project)
     assert "Epoch 1/3" in result.stdout and "Epoch 3/3" in result.stdout
-    assert "train: digitnet (113,674 parameters), 3 epochs" in result.stdout
+    assert "train: digitnet (33,802 parameters), 3 epochs" in result.stdout
     checkpoints = sorted(p.name for p in (project.root / "models/checkpoints").iterdir())
     assert checkpoints == ["epoch-002.keras", "epoch-003.keras"]
     assert len(tsv_rows(project, "train/loss.tsv")) == 3
     assert len(tsv_rows(project, "eval/accuracy.tsv")) == 3
     metrics = json.loads((project.root / "metrics/train/metrics.json").read_text())
-    assert metrics["params"] == 113_674
+    assert metrics["params"] == 33_802
     assert 0 <= metrics["eval"]["accuracy"] <= 1
     assert not (project.root / "models/.backup").exists()
 

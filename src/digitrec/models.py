@@ -120,16 +120,34 @@ def cnn5x5_dropout() -> keras.Model:
 
 @register
 def digitnet() -> keras.Model:
-    """The default: three convolutions that widen as the image shrinks, then dropout.
+    """The default, our design: three small convolutions that widen as the image shrinks.
 
-    Conv 32 5x5, MaxPool, Conv 64 3x3 same, MaxPool, Conv 128 3x3, Flatten, Dropout 0.3
-    (113,674 parameters). Cheap enough per image to train at batch 128 in fewer seconds
-    than the tutorial CNNs, and with augmentation and a one-cycle schedule more accurate.
-    Batch normalisation would help convergence but doubles the time per step on a CPU.
+    Conv 16 5x5, MaxPool, Conv 32 3x3 same, MaxPool, Conv 64 3x3, Flatten, Dropout 0.3
+    (33,802 parameters). A third of a tutorial CNN's size and cheap per image, so that with
+    augmentation, a one-cycle schedule and weight averaging it trains for more epochs in
+    less time than they do, and reads better. (Batch normalisation would speed convergence,
+    but doubles the time per step on a CPU.)
     """
     layers = keras.layers
     return _sequential(
         "digitnet",
+        layers.Conv2D(16, 5, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(32, 3, padding="same", activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(64, 3, activation="relu"),
+        layers.Flatten(),
+        layers.Dropout(0.3),
+    )
+
+
+@register
+def digitnet_wide() -> keras.Model:
+    """digitnet with twice the channels (113,674 parameters), for the `accurate` setting:
+    Conv 32 5x5, MaxPool, Conv 64 3x3 same, MaxPool, Conv 128 3x3, Flatten, Dropout 0.3."""
+    layers = keras.layers
+    return _sequential(
+        "digitnet_wide",
         layers.Conv2D(32, 5, activation="relu"),
         layers.MaxPooling2D(2),
         layers.Conv2D(64, 3, padding="same", activation="relu"),
