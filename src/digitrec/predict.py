@@ -85,13 +85,38 @@ def prepare_all(pictures: Iterable[tuple[str, Path]], workers: int | None = None
         return list(pool.map(one, pictures))
 
 
+SHIFTS = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0))
+
+
+def shifted(batch: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """The batch of 28x28 digits moved by (dy, dx) pixels, the uncovered edge left black."""
+    moved = np.roll(batch, (dy, dx), axis=(1, 2))
+    if dy:
+        moved[:, 0 if dy > 0 else -1] = 0
+    if dx:
+        moved[:, :, 0 if dx > 0 else -1] = 0
+    return moved
+
+
+def predict_digits(model: Any, digits: np.ndarray) -> np.ndarray:
+    """Class probabilities for (N, 28, 28) digits, averaged over one-pixel shifts.
+
+    Placing a digit by its centre of mass is exact only to half a pixel, and a user's
+    picture is further from MNIST than MNIST's own test set; averaging the reading of the
+    digit and its four one-pixel shifts makes the answer steadier (on the MNIST test set it
+    also gains a little).
+    """
+    views = np.concatenate([shifted(digits, dy, dx) for dy, dx in SHIFTS])[..., None]
+    probabilities = np.asarray(model.predict_on_batch(views), dtype=np.float64)
+    return probabilities.reshape(len(SHIFTS), len(digits), -1).mean(axis=0)
+
+
 def predict_readings(model: Any, readings: list[Reading]) -> None:
     """Fill in probabilities for every reading that has a prepared digit, in batches."""
     ready = [r for r in readings if r.prepared is not None]
     for start in range(0, len(ready), BATCH):
         chunk = ready[start: start + BATCH]
-        batch = np.stack([r.prepared.digit for r in chunk])[..., None]
-        probabilities = np.asarray(model.predict_on_batch(batch), dtype=np.float64)
+        probabilities = predict_digits(model, np.stack([r.prepared.digit for r in chunk]))
         for reading, row in zip(chunk, probabilities, strict=True):
             reading.probabilities = row
 
