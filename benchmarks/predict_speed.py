@@ -22,9 +22,7 @@ import numpy as np
 from PIL import Image
 
 from digitrec import predict
-from digitrec.backend import keras
 from digitrec.examples import draw_digit, photo_of_paper
-from digitrec.models import build_model
 
 
 def draw_pictures(folder: Path, count: int, seed: int = 0) -> None:
@@ -45,7 +43,7 @@ def draw_pictures(folder: Path, count: int, seed: int = 0) -> None:
             drawing.save(folder / f"drawing_{index}.png")
 
 
-def tutorial_reading(model: keras.Model, path: Path) -> int:
+def tutorial_reading(model, path: Path) -> int:
     """What tutorials do: the whole picture resized to 28x28, grey, inverted."""
     with Image.open(path) as image:
         small = np.asarray(image.convert("L").resize((28, 28)), dtype=np.float32) / 255
@@ -59,15 +57,20 @@ def main() -> None:
     parser.add_argument("--user-digits", type=Path, help="a folder with labels.csv")
     args = parser.parse_args()
 
-    model = keras.models.load_model(args.model) if args.model else build_model("digitnet")
-    model.predict_on_batch(np.zeros((1, 28, 28, 1), np.float32))  # warm up
     with tempfile.TemporaryDirectory() as folder:
         draw_pictures(Path(folder), args.count)
         start = time.perf_counter()
+        # As `digitrec predict` does: prepare first, in processes, then load TensorFlow.
         readings = predict.prepare_all(predict.find_pictures([folder]))
         prepared = time.perf_counter()
+        from digitrec.backend import keras
+        from digitrec.models import build_model
+
+        model = keras.models.load_model(args.model) if args.model else build_model("digitnet")
+        model.predict_on_batch(np.zeros((5, 28, 28, 1), np.float32))  # warm up
+        loaded = time.perf_counter()
         predict.predict_readings(model, readings)
-        done = time.perf_counter()
+        done = time.perf_counter() - (loaded - prepared)  # the model load is not counted
     failed = sum(r.probabilities is None for r in readings)
     print(f"{len(readings)} pictures (28-2000 px, PNG/JPEG/BMP), {failed} failed")
     print(f"decode + prepare: {prepared - start:6.2f} s")

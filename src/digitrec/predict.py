@@ -1,16 +1,19 @@
 """Read a folder (or a list) of user pictures with a trained model.
 
-Pictures are decoded and turned into MNIST digits in parallel threads (Pillow, NumPy and
-SciPy release the GIL for the heavy parts) and predicted in batches. A picture that cannot
-be read gets a row with its error; the others are still predicted.
+Pictures are decoded and turned into MNIST digits in parallel, one process per core, before
+TensorFlow is loaded (forking a process that runs TensorFlow's threads is unsafe), and then
+predicted in batches. A picture that cannot be read gets a row with its error; the others
+are still predicted.
 """
 
 from __future__ import annotations
 
 import csv
+import multiprocessing
 import os
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import sys
+from collections.abc import Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,21 +71,29 @@ def find_pictures(paths: Sequence[str | Path]) -> list[tuple[str, Path]]:
     return found
 
 
-def prepare_all(pictures: Iterable[tuple[str, Path]], workers: int | None = None
-                ) -> list[Reading]:
-    """Decode and normalise every picture in parallel; failures become error readings."""
+def read_one(item: tuple[str, Path]) -> Reading:
+    """Prepare one picture; a picture that cannot be read becomes an error reading."""
+    name, path = item
+    try:
+        return Reading(name, path, prepared=prepare_file(path))
+    except ImageProblem as exc:
+        return Reading(name, path, error=str(exc))
+    except OSError as exc:
+        return Reading(name, path, error=f"cannot read: {exc.strerror or exc}")
 
-    def one(item: tuple[str, Path]) -> Reading:
-        name, path = item
-        try:
-            return Reading(name, path, prepared=prepare_file(path))
-        except ImageProblem as exc:
-            return Reading(name, path, error=str(exc))
-        except OSError as exc:
-            return Reading(name, path, error=f"cannot read: {exc.strerror or exc}")
 
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        return list(pool.map(one, pictures))
+def _pool(count: int) -> Executor:
+    """Processes while TensorFlow is not loaded and there is enough work; threads otherwise."""
+    workers = os.cpu_count() or 1
+    if count >= 4 * workers and "tensorflow" not in sys.modules and os.name == "posix":
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    return ThreadPoolExecutor(workers)
+
+
+def prepare_all(pictures: Sequence[tuple[str, Path]]) -> list[Reading]:
+    """Decode and normalise every picture in parallel, keeping their order."""
+    with _pool(len(pictures)) as pool:
+        return list(pool.map(read_one, pictures, chunksize=8))
 
 
 SHIFTS = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0))
@@ -166,14 +177,13 @@ def summary(readings: list[Reading], labels: dict[str, int]) -> dict[str, Any]:
 
 def predict_paths(model_path: Path, paths: Sequence[str | Path]) -> list[Reading]:
     """Find, prepare and predict every picture under `paths`."""
-    from digitrec.backend import keras
-
     pictures = find_pictures(paths)
     if not model_path.is_file():
         raise DigitrecError(f"{model_path}: no model; run `dvc repro train` first")
-    model = keras.models.load_model(model_path)
     readings = prepare_all(pictures)
-    predict_readings(model, readings)
+    from digitrec.backend import keras
+
+    predict_readings(keras.models.load_model(model_path), readings)
     return readings
 
 
