@@ -22,7 +22,7 @@ import numpy as np
 
 from digitrec import models
 from digitrec.backend import keras, tf
-from digitrec.data import augment_batch, training_dataset, validation_dataset
+from digitrec.data import Augmenter, augment_batch, training_dataset, validation_dataset
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_path
 from digitrec.prepare import MANIFEST, load_split
@@ -229,9 +229,47 @@ def read_history(path: Path, epochs: int) -> list[dict[str, float]]:
 @dataclass
 class TrainResult:
     model: keras.Model
-    history: dict[str, list[float]]
-    seconds: float
-    resumed_from: int
+    history: dict[str, list[float]]  # per epoch, the interrupted run's epochs included
+    seconds: float                   # time in `fit`, this run only
+
+
+def announce(state: RunState, config: TrainConfig, checkpoint_dir: Path) -> None:
+    """Say whether the run resumes; a fresh run drops the checkpoints of an older one."""
+    if state.completed_epochs:
+        print(f"Resuming from epoch {state.completed_epochs + 1}/{config.epochs}: epochs "
+              f"1-{state.completed_epochs} were done by an interrupted run "
+              f"(backup in {state.backup_dir})", flush=True)
+        return
+    if state.discarded_other_runs:
+        print("Starting fresh: params or data changed since the interrupted run", flush=True)
+    for stale in checkpoint_dir.glob("epoch-*.keras"):
+        stale.unlink()
+
+
+def augmenter(config: TrainConfig) -> Augmenter | None:
+    """The augmentation the config asks for, as a function of (images, seed), or None."""
+    if config.augment is None:
+        return None
+    a = config.augment
+
+    def augment(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        return augment_batch(images, seed, a.shift, a.rotation, a.zoom)
+
+    return augment
+
+
+def open_live(metrics_dir: Path, parameters: int, earlier: list[dict[str, float]]) -> Any:
+    """A DVCLive logger that already holds the epochs an interrupted run completed."""
+    from dvclive import Live
+    from dvclive.utils import standardize_metric_name
+
+    live = Live(dir=str(metrics_dir), dvcyaml=None, save_dvc_exp=False, report=None)
+    live.summary["params"] = parameters
+    for row in earlier:
+        for name, value in row.items():
+            live.log_metric(standardize_metric_name(name, "dvclive.keras"), value)
+        live.next_step()
+    return live
 
 
 def train(
@@ -243,9 +281,7 @@ def train(
     verbose: int | str = "auto",
 ) -> TrainResult:
     """Train, log every epoch to DVCLive, checkpoint, resume if interrupted, save the model."""
-    from dvclive import Live
     from dvclive.keras import DVCLiveCallback
-    from dvclive.utils import standardize_metric_name
 
     seed_everything(config.seed)
     train_images, train_labels = load_split(prepared_dir, "train")
@@ -254,39 +290,18 @@ def train(
 
     backup_root = model_path.parent / BACKUP_ROOT_NAME
     state = resume_state(backup_root, fingerprint(config, prepared_dir))
-    if state.completed_epochs:
-        print(f"Resuming from epoch {state.completed_epochs + 1}/{config.epochs}: epochs "
-              f"1-{state.completed_epochs} were done by an interrupted run "
-              f"(backup in {state.backup_dir})", flush=True)
-    else:
-        if state.discarded_other_runs:
-            print("Starting fresh: params or data changed since the interrupted run", flush=True)
-        for stale in checkpoint_dir.glob("epoch-*.keras"):
-            stale.unlink()
-
-    strategy = distribution_strategy(config.strategy)
-    with strategy.scope():
+    announce(state, config, checkpoint_dir)
+    with distribution_strategy(config.strategy).scope():
         model = build_and_compile(config, steps_per_epoch)
-    augment = None
-    if config.augment is not None:
-        a = config.augment
-
-        def augment(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-            return augment_batch(images, seed, a.shift, a.rotation, a.zoom)
-
     train_data = training_dataset(np.asarray(train_images), train_labels, config.batch_size,
-                                  config.seed, augment, skip_epochs=state.completed_epochs)
+                                  config.seed, augmenter(config),
+                                  skip_epochs=state.completed_epochs)
     val_data = validation_dataset(np.asarray(val_images), val_labels, 512)
 
     history_path = state.backup_dir / HISTORY_FILE
     earlier = read_history(history_path, state.completed_epochs)
     state.backup_dir.mkdir(parents=True, exist_ok=True)
-    live = Live(dir=str(metrics_dir), dvcyaml=None, save_dvc_exp=False, report=None)
-    live.summary["params"] = model.count_params()
-    for row in earlier:
-        for name, value in row.items():
-            live.log_metric(standardize_metric_name(name, "dvclive.keras"), value)
-        live.next_step()
+    live = open_live(metrics_dir, model.count_params(), earlier)
     start = time.perf_counter()
     fit = model.fit(
         train_data,
@@ -308,7 +323,7 @@ def train(
     shutil.rmtree(backup_root, ignore_errors=True)
     history = {key: [row[key] for row in earlier] + values for key, values in fit.history.items()
                if all(key in row for row in earlier)}
-    return TrainResult(model, history, seconds, state.completed_epochs)
+    return TrainResult(model, history, seconds)
 
 
 def stage(params: dict[str, Any]) -> str:
