@@ -129,7 +129,11 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
 def distribution_strategy(name: str) -> tf.distribute.Strategy:
     """`auto`: one device, or all local GPUs mirrored when there are several."""
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        raise DigitrecError(
+            "params.yaml: train.strategy multi_worker is not available yet: Keras 3's "
+            "Model.fit does not run under tf.distribute.MultiWorkerMirroredStrategy "
+            "(keras-team/keras#20585); use auto or mirrored"
+        )
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
