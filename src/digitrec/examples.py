@@ -92,5 +92,7 @@ def make_examples(folder: Path) -> list[tuple[str, int]]:
 
 
 if __name__ == "__main__":
-    made = make_examples(Path(sys.argv[1] if len(sys.argv) > 1 else "data/user_images"))
+    from digitrec.config import USER_IMAGES_DIR
+
+    made = make_examples(Path(sys.argv[1]) if len(sys.argv) > 1 else USER_IMAGES_DIR)
     print(f"drew {len(made)} example pictures")
