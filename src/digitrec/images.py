@@ -33,10 +33,11 @@ from digitrec.errors import DigitrecError
 
 SIDE = 28
 BOX = 20
-WORK_SIDE = 384           # longest side worked on: ample for a 20x20 digit, and fast
+WORK_SIDE = 256           # longest side worked on: ample for a 20x20 digit, and fast
 SUPERSAMPLE = 4           # stroke width is adjusted at 4x the final resolution
 MNIST_STROKE = 2.7        # median stroke width of MNIST digits, px at 28x28 (2*area/boundary)
 MIN_CONTRAST = 0.06       # ink must differ from the background by this much (of full range)
+FLAT_BACKGROUND = 0.04    # a background this even (99th percentile) needs no flattening
 SPECK_FRACTION = 0.06     # pieces smaller than this share of the largest piece are specks
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
@@ -88,18 +89,30 @@ def load_image(path: str | Path) -> Image.Image:
     return image
 
 
-def reduce_large(image: Image.Image) -> Image.Image:
-    """Shrink a picture far larger than the working size by whole factors, cheaply, in
-    Pillow, before any per-pixel work in floating point."""
-    factor = max(image.size) // (2 * WORK_SIDE)
-    if factor < 2:
-        return image
+def _resizable(image: Image.Image) -> Image.Image:
+    """The picture in a mode Pillow can resize without losing what matters."""
     if image.mode.startswith("I;16"):
-        image = image.convert("I")
-    elif image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
-        image = image.convert("RGBA" if "transparency" in image.info
-                              or "A" in image.getbands() else "RGB")
-    return image.reduce(factor)
+        return image.convert("I")
+    if image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
+        keep_alpha = "transparency" in image.info or "A" in image.getbands()
+        return image.convert("RGBA" if keep_alpha else "RGB")
+    return image
+
+
+def reduce_large(image: Image.Image) -> Image.Image:
+    """Shrink a picture far larger than the working size by a whole factor, cheaply."""
+    factor = max(image.size) // (2 * WORK_SIDE)
+    return _resizable(image).reduce(factor) if factor >= 2 else image
+
+
+def to_working_size(image: Image.Image) -> Image.Image:
+    """Area-average down, in Pillow, so the longest side is at most WORK_SIDE pixels."""
+    width, height = image.size
+    factor = max(width, height) / WORK_SIDE
+    if factor <= 1:
+        return image
+    size = (max(1, round(width / factor)), max(1, round(height / factor)))
+    return _resizable(image).resize(size, Image.BOX)
 
 
 def to_gray(image: Image.Image) -> np.ndarray:
@@ -132,16 +145,6 @@ def _stretch(values: np.ndarray) -> np.ndarray:
     return (values - low) / (high - low) if high > low else np.zeros_like(values)
 
 
-def shrink(gray: np.ndarray, longest: int = WORK_SIDE) -> np.ndarray:
-    """Area-average down so the longest side is at most `longest` pixels."""
-    height, width = gray.shape
-    factor = max(height, width) / longest
-    if factor <= 1:
-        return gray
-    size = (max(1, round(width / factor)), max(1, round(height / factor)))
-    return np.asarray(Image.fromarray(gray, "F").resize(size, Image.BOX), dtype=np.float32)
-
-
 def ink_bright(gray: np.ndarray) -> tuple[np.ndarray, bool]:
     """Make ink bright on dark; the background is what most of the picture is."""
     inverted = float(np.median(gray)) > 0.5
@@ -169,11 +172,14 @@ def flatten_background(gray: np.ndarray) -> np.ndarray:
     narrower than its window, so the window must be wider than the strokes: it is set from
     a rough stroke-width estimate and never below an eighth of the picture.
     """
-    rough = gray > otsu_threshold(gray)
-    stroke = stroke_width(rough)
     scale = max(1, max(gray.shape) // 128)
     small = gray[::scale, ::scale]
-    window = max(3, int(3 * stroke / scale) + 1, max(small.shape) // 8)
+    threshold = otsu_threshold(small)
+    background = small[small <= threshold]
+    if background.size and np.percentile(background, 99) < FLAT_BACKGROUND:
+        return gray  # a clean drawing or scan: nothing to flatten
+    stroke = stroke_width(small > threshold)  # in pixels of `small`
+    window = max(3, int(3 * stroke) + 1, max(small.shape) // 8)
     background = ndimage.grey_opening(small, size=(window, window))
     background = ndimage.uniform_filter(background, size=max(3, window // 2))
     if scale > 1:
@@ -181,7 +187,7 @@ def flatten_background(gray: np.ndarray) -> np.ndarray:
         background = np.asarray(Image.fromarray(background, "F").resize(size, Image.BILINEAR))
     flat = np.clip(gray - background, 0, None)
     sigma = max(0.0, max(gray.shape) / 384)  # soften sensor noise and JPEG blocks
-    return ndimage.gaussian_filter(flat, sigma) if sigma >= 0.5 else flat
+    return ndimage.gaussian_filter(flat, sigma, truncate=2.0) if sigma >= 0.5 else flat
 
 
 def stroke_width(mask: np.ndarray) -> float:
@@ -220,7 +226,7 @@ def find_ink(flat: np.ndarray) -> np.ndarray:
     if inner.any() and areas[inner].max() >= 0.3 * areas[keep].max():
         keep = inner  # pieces cut by the picture's edge are the page's margin, not the digit
     kept = np.concatenate([[False], keep])[labels]
-    near = ndimage.binary_dilation(kept, EIGHT_CONNECTED, iterations=2)
+    near = ndimage.maximum_filter(kept.view(np.uint8), size=5) > 0  # kept, grown by 2 px
     return np.where(near, np.maximum(normalised, kept * 0.51), 0.0).astype(np.float32)
 
 
@@ -282,7 +288,7 @@ def centre_by_mass(digit: np.ndarray) -> np.ndarray:
 
 def prepare_image(image: Image.Image) -> Prepared:
     """The whole chain, from a decoded picture to a 28x28 MNIST digit."""
-    gray = shrink(to_gray(image))
+    gray = to_gray(to_working_size(image))
     bright, inverted = ink_bright(gray)
     ink = find_ink(flatten_background(bright))
     digit = centre_by_mass(normalise_digit(ink))
