@@ -67,8 +67,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "predict":
         sys.exit(_run(lambda: predict_command(args.paths, args.model, args.csv)))
-    stage = _stage(args.command)
-    sys.exit(_run(lambda: stage(config.load_params(args.params))))
+    run_stage(_stage(args.command), args.params)
 
 
 def predict_command(paths: Sequence[str], model: str, csv_path: str | None) -> str:

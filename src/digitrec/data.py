@@ -31,7 +31,7 @@ def make_dataset(
     Shuffling is seeded and reshuffles every epoch, so a run is repeatable as a whole.
     """
     images, labels = load_split(prepared_dir, split)
-    dataset = tf.data.Dataset.from_tensor_slices((np.asarray(images), labels.astype(np.int32)))
+    dataset = examples(np.asarray(images), labels)
     if shuffle:
         dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -52,7 +52,7 @@ def training_dataset(
     """
     steps_per_epoch = math.ceil(len(labels) / batch_size)
     dataset = (
-        tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
+        examples(images, labels)
         .shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
         .batch(batch_size)
         .repeat()
@@ -74,8 +74,13 @@ def training_dataset(
 
 def validation_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int
                        ) -> tf.data.Dataset:
-    return (tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
-            .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+    """Batches in a fixed order, for scoring."""
+    return examples(images, labels).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def examples(images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
+    """(image, label) pairs; labels as int32, which the loss expects."""
+    return tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
 
 
 def augment_batch(images: tf.Tensor, seed: tf.Tensor, shift: float, rotation: float,

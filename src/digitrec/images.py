@@ -59,7 +59,6 @@ class Prepared:
 
     digit: np.ndarray         # float32 (28, 28) in [0, 1], white ink on black
     inverted: bool            # the picture had dark ink on a light background
-    size: tuple[int, int]     # original width, height
     thumbnail: Image.Image    # the original, small, for contact sheets
 
 
@@ -288,11 +287,11 @@ def centre_by_mass(digit: np.ndarray) -> np.ndarray:
 
 def prepare_image(image: Image.Image) -> Prepared:
     """The whole chain, from a decoded picture to a 28x28 MNIST digit."""
-    gray = to_gray(to_working_size(image))
-    bright, inverted = ink_bright(gray)
+    small = to_working_size(image)
+    bright, inverted = ink_bright(to_gray(small))
     ink = find_ink(flatten_background(bright))
     digit = centre_by_mass(normalise_digit(ink))
-    return Prepared(digit.astype(np.float32), inverted, image.size, thumbnail(image))
+    return Prepared(digit.astype(np.float32), inverted, thumbnail(small))
 
 
 def thumbnail(image: Image.Image, side: int = 64) -> Image.Image:
