@@ -6,15 +6,18 @@ DATA_DIR holds the four MNIST .gz archives (for example ../shared/datasets/mnist
 subset, hence no checksum verification unless --verify). The data goes through the real
 download and prepare code with the params.yaml prepare settings, and every model trains
 through the real train stage code (checkpoints and logs included) on the same machine in
-one run. Prints a table: model, parameters, epochs, train seconds, test accuracy.
+one run. Each training runs in a fresh process, so no run inherits another's state. Prints
+a table: model, parameters, epochs, train seconds, test accuracy.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 import tempfile
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +52,23 @@ def test_accuracy(model, prepared: Path) -> float:
     return float((probabilities.argmax(axis=1) == labels).mean())
 
 
+def train_one(config_json: str, work: Path) -> None:
+    """Child process: train one setting on the prepared data in `work`, print JSON."""
+    config = TrainConfig.from_params(json.loads(config_json))
+    folder = Path(tempfile.mkdtemp(dir=work))
+    result = train(config, work / "prepared", folder / "model.keras", folder / "checkpoints",
+                   folder / "metrics", verbose=0)
+    print(json.dumps({"seconds": result.seconds, "parameters": result.model.count_params(),
+                      "accuracy": test_accuracy(result.model, work / "prepared")}))
+
+
+def run_in_child(config: TrainConfig, work: Path) -> dict:
+    command = [sys.executable, __file__, "--train-one", json.dumps(asdict(config)),
+               "--work", str(work), "unused"]
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("data_dir", help="folder with the four .gz archives")
@@ -60,7 +80,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1,
                         help="train each setting N times, interleaved, and report the median "
                              "time (this machine's speed drifts by tens of percent)")
+    parser.add_argument("--train-one", help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.train_one:
+        return train_one(args.train_one, args.work)
 
     params = load_params(ROOT / "params.yaml")
     default = TrainConfig.from_params(section(params, "train"))
@@ -86,15 +110,10 @@ def main() -> None:
             for name, config in runs.items():
                 print(f"--- {name} ({attempt + 1}/{args.repeat}): {config}", file=sys.stderr,
                       flush=True)
-                folder = work / f"{name}-{attempt}"
-                result = train(config, work / "prepared", folder / "model.keras",
-                               folder / "checkpoints", folder / "metrics", verbose=0)
-                times[name].append(result.seconds)
-                results[name] = result
-        rows = [(name, config, results[name].model.count_params(),
-                 float(np.median(times[name])),
-                 test_accuracy(results[name].model, work / "prepared"))
-                for name, config in runs.items()]
+                results[name] = run_in_child(config, work)
+                times[name].append(results[name]["seconds"])
+        rows = [(name, config, results[name]["parameters"], float(np.median(times[name])),
+                 results[name]["accuracy"]) for name, config in runs.items()]
 
     print(f"{'run':<16}{'model':<16}{'parameters':>12}{'epochs':>8}{'batch':>7}"
           f"{'train s':>9}{'test acc':>10}")
