@@ -8,13 +8,12 @@ changes.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from digitrec.files import atomic_path, atomic_write_json
+from digitrec.files import atomic_write_csv, atomic_write_json
 from digitrec.prepare import NUM_CLASSES, load_split
 
 CALIBRATION_BINS = 15
@@ -80,18 +79,14 @@ def score(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
 
 def write_confusion_csv(path: Path, labels: np.ndarray, predicted: np.ndarray) -> None:
     """One row per example, as DVC's `confusion` templates read it."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["actual", "predicted"])
-        writer.writerows(zip(labels.tolist(), predicted.tolist(), strict=True))
+    atomic_write_csv(path, ["actual", "predicted"],
+                     zip(labels.tolist(), predicted.tolist(), strict=True))
 
 
 def write_per_class_csv(path: Path, report: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["digit", "accuracy"])
-        for digit, figures in report["per_class"].items():
-            writer.writerow([digit, round(figures["recall"], 6)])
+    atomic_write_csv(path, ["digit", "accuracy"],
+                     ([digit, round(figures["recall"], 6)]
+                      for digit, figures in report["per_class"].items()))
 
 
 def evaluate(model_path: Path, prepared_dir: Path, metrics_file: Path, plots_dir: Path

@@ -6,11 +6,12 @@ or failed stage never leaves a half-written file where a valid one stood.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write `obj` as indented JSON, atomically; refuses NaN and Infinity (invalid JSON)."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode())
+
+
+def atomic_write_csv(path: str | os.PathLike, header: Sequence[str],
+                     rows: Iterable[Sequence[Any]]) -> None:
+    """Write a CSV (UTF-8, one header line) all at once or not at all."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from digitrec.errors import DigitrecError
-from digitrec.files import atomic_path, atomic_write_json
+from digitrec.files import atomic_write_csv, atomic_write_json
 from digitrec.images import ImageProblem, Prepared, prepare_file
 
 LABELS_FILE = "labels.csv"
@@ -150,15 +150,14 @@ def read_labels(folder: Path) -> dict[str, int]:
 
 
 def write_csv(path: Path, readings: list[Reading]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(COLUMNS)
-        for r in readings:
-            if r.probabilities is None:
-                writer.writerow([r.name, "", "", *[""] * 10, r.error])
-            else:
-                writer.writerow([r.name, r.prediction, f"{r.confidence:.4f}",
-                                 *[f"{p:.4f}" for p in r.probabilities], ""])
+    atomic_write_csv(path, COLUMNS, map(_csv_row, readings))
+
+
+def _csv_row(r: Reading) -> list[Any]:
+    if r.probabilities is None:
+        return [r.name, "", "", *[""] * 10, r.error]
+    return [r.name, r.prediction, f"{r.confidence:.4f}",
+            *[f"{p:.4f}" for p in r.probabilities], ""]
 
 
 def summary(readings: list[Reading], labels: dict[str, int]) -> dict[str, Any]:
