@@ -296,11 +296,12 @@ def prepare_image(image: Image.Image) -> Prepared:
 
 def thumbnail(image: Image.Image, side: int = 64) -> Image.Image:
     """A small RGB copy of the original, transparency shown on a checkerboard."""
-    small = image.copy()
-    if small.mode not in ("RGB", "RGBA", "L", "LA"):
-        small = small.convert("RGBA" if "A" in small.getbands() or small.mode == "P" else "RGB")
-    if small.mode in ("I;16", "I;16B", "I", "F"):
+    if image.mode.startswith(("I", "F")):  # 16-bit or float: grey levels scaled to 8 bits
         small = Image.fromarray((to_gray(image) * 255).astype(np.uint8))
+    elif image.mode not in ("RGB", "RGBA", "L", "LA"):
+        small = image.convert("RGBA" if "A" in image.getbands() or image.mode == "P" else "RGB")
+    else:
+        small = image.copy()
     small.thumbnail((side, side), Image.BILINEAR)
     if small.mode in ("RGBA", "LA"):
         board = Image.new("RGB", small.size, "#cccccc")
