@@ -142,13 +142,6 @@ def test_bad_train_params_are_one_clear_error(trained_project):
     assert "Traceback" not in result.stderr
 
 
-def test_multi_worker_says_why_it_is_not_available():
-    from digitrec.train import distribution_strategy
-
-    with pytest.raises(DigitrecError, match="keras-team/keras#20585"):
-        distribution_strategy("multi_worker")
-
-
 def test_config_from_params_reads_augment_forms():
     assert TrainConfig.from_params({"augment": False}).augment is None
     assert TrainConfig.from_params({"augment": {"shift": 1}}).augment.shift == 1

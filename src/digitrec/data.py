@@ -44,16 +44,26 @@ def training_dataset(
     seed: int,
     augment: Augmenter | None = None,
     skip_epochs: int = 0,
+    shard: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
     """An endless, seeded stream of shuffled (and optionally augmented) training batches.
 
-    Use with `steps_per_epoch = ceil(len(labels) / batch_size)`; `skip_epochs` resumes the
-    stream where an interrupted run left it.
+    Use with `steps_per_epoch = ceil(examples / batch_size)`; `skip_epochs` resumes the
+    stream where an interrupted run left it. `shard=(count, index)` keeps one of `count`
+    equal, disjoint shares of the examples (the remainder is left out), so that workers
+    training side by side never see the same example in an epoch.
     """
-    steps_per_epoch = math.ceil(len(labels) / batch_size)
+    dataset = examples(images, labels)
+    count = len(labels)
+    if shard is not None:
+        shards, index = shard
+        count //= shards
+        dataset = dataset.shard(shards, index).take(count)
+        seed += index  # each worker augments its share differently
+    steps_per_epoch = math.ceil(count / batch_size)
     dataset = (
-        examples(images, labels)
-        .shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+        dataset
+        .shuffle(count, seed=seed, reshuffle_each_iteration=True)
         .batch(batch_size)
         .repeat()
         .enumerate()

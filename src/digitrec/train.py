@@ -127,13 +127,8 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
 
 
 def distribution_strategy(name: str) -> tf.distribute.Strategy:
-    """`auto`: one device, or all local GPUs mirrored when there are several."""
-    if name == "multi_worker":
-        raise DigitrecError(
-            "params.yaml: train.strategy multi_worker is not available yet: Keras 3's "
-            "Model.fit does not run under tf.distribute.MultiWorkerMirroredStrategy "
-            "(keras-team/keras#20585); use auto or mirrored"
-        )
+    """`auto`: one device, or all local GPUs mirrored when there are several.
+    (`multi_worker` trains in `digitrec.multiworker`.)"""
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
@@ -235,6 +230,7 @@ class TrainResult:
     model: keras.Model
     history: dict[str, list[float]]  # per epoch, the interrupted run's epochs included
     seconds: float                   # time in `fit`, this run only
+    wrote_outputs: bool = True       # False on a multi-worker job's non-chief workers
 
 
 def announce(state: RunState, config: TrainConfig, checkpoint_dir: Path) -> None:
@@ -285,8 +281,11 @@ def train(
     verbose: int | str = "auto",
 ) -> TrainResult:
     """Train, log every epoch to DVCLive, checkpoint, resume if interrupted, save the model."""
-    from dvclive.keras import DVCLiveCallback
+    if config.strategy == "multi_worker":
+        from digitrec.multiworker import train_multi_worker
 
+        return train_multi_worker(config, prepared_dir, model_path, checkpoint_dir,
+                                  metrics_dir, verbose)
     seed_everything(config.seed)
     train_images, train_labels = load_split(prepared_dir, "train")
     val_images, val_labels = load_split(prepared_dir, "val")
@@ -314,20 +313,33 @@ def train(
         validation_data=val_data,
         shuffle=False,  # the dataset shuffles itself, with its own seed
         verbose=verbose,
-        callbacks=[
-            keras.callbacks.CSVLogger(str(history_path), append=True),
-            DVCLiveCallback(live=live),
-            PeriodicCheckpoint(checkpoint_dir, config.checkpoint_every, config.keep_checkpoints),
-            keras.callbacks.BackupAndRestore(str(state.backup_dir), save_freq="epoch",
-                                             delete_checkpoint=False),
-        ],
+        callbacks=training_callbacks(config, state, checkpoint_dir, live),
     )
     seconds = time.perf_counter() - start
     save_model(model, model_path)
     shutil.rmtree(backup_root, ignore_errors=True)
-    history = {key: [row[key] for row in earlier] + values for key, values in fit.history.items()
-               if all(key in row for row in earlier)}
-    return TrainResult(model, history, seconds)
+    return TrainResult(model, merge_history(earlier, fit.history), seconds)
+
+
+def training_callbacks(config: TrainConfig, state: RunState, checkpoint_dir: Path,
+                       live: Any) -> list[keras.callbacks.Callback]:
+    """What runs after every epoch: history for resuming, DVCLive, checkpoints, backup."""
+    from dvclive.keras import DVCLiveCallback
+
+    return [
+        keras.callbacks.CSVLogger(str(state.backup_dir / HISTORY_FILE), append=True),
+        DVCLiveCallback(live=live),
+        PeriodicCheckpoint(checkpoint_dir, config.checkpoint_every, config.keep_checkpoints),
+        keras.callbacks.BackupAndRestore(str(state.backup_dir), save_freq="epoch",
+                                         delete_checkpoint=False),
+    ]
+
+
+def merge_history(earlier: list[dict[str, float]], this_run: dict[str, list[float]]
+                  ) -> dict[str, list[float]]:
+    """Per-epoch values of the whole run: the interrupted run's epochs, then this run's."""
+    return {key: [row[key] for row in earlier] + values for key, values in this_run.items()
+            if all(key in row for row in earlier)}
 
 
 def stage(params: dict[str, Any]) -> str:
@@ -338,6 +350,9 @@ def stage(params: dict[str, Any]) -> str:
     result = train(config, PREPARED_DIR, MODEL_FILE, CHECKPOINT_DIR, METRICS_DIR / "train",
                    verbose=1 if sys.stdout.isatty() else 2)
     val_accuracy = result.history["val_accuracy"][-1]
+    if not result.wrote_outputs:
+        return (f"train: this worker's part is done ({config.epochs} epochs in "
+                f"{result.seconds:.1f} s); the chief saved the model")
     return (f"train: {config.model} ({result.model.count_params():,} parameters), "
             f"{config.epochs} epochs in {result.seconds:.1f} s, val accuracy "
             f"{val_accuracy:.4f}; saved {MODEL_FILE}")

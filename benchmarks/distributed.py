@@ -1,0 +1,107 @@
+"""Epoch time and accuracy of multi-worker training with 1 and 2 local worker processes.
+
+    python benchmarks/distributed.py DATA_DIR [--workers 1 2] [--epochs N] [--verify]
+
+DATA_DIR holds the four MNIST .gz archives (for example ../shared/datasets/mnist-10k). The
+data goes through the real download and prepare code; then, for each worker count N, N
+processes on 127.0.0.1 ports train the default params with `train.strategy: multi_worker`
+and the same global batch, through the real train code, and the chief's model is scored
+on the test split. Prints: workers, global batch, epochs, seconds per epoch, test accuracy.
+
+All workers share this one machine, so N = 2 measures the cost of splitting the work and
+talking gRPC, not the speed-up of two machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from digitrec.config import load_params, section
+from digitrec.datasets import get_dataset
+from digitrec.download import DownloadOptions, download
+from digitrec.multiworker import local_tf_configs
+from digitrec.prepare import load_split, prepare
+from digitrec.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def worker(config_json: str, work: Path, output: Path) -> None:
+    """Child process: one worker of the job (TF_CONFIG says which); the chief prints JSON."""
+    from digitrec.train import train
+
+    config = TrainConfig.from_params(json.loads(config_json))
+    result = train(config, work / "prepared", output / "model.keras", output / "checkpoints",
+                   output / "metrics", verbose=0)
+    if result.wrote_outputs:
+        # The saved model, outside the strategy: its predict would wait for the other workers.
+        from digitrec.backend import keras
+
+        model = keras.models.load_model(output / "model.keras")
+        images, labels = load_split(work / "prepared", "test")
+        predicted = model.predict(np.asarray(images), batch_size=1000, verbose=0)
+        print(json.dumps({"seconds": result.seconds,
+                          "accuracy": float((predicted.argmax(axis=1) == labels).mean())}))
+
+
+def run_job(workers: int, config: TrainConfig, work: Path) -> dict:
+    processes = []
+    for tf_config in local_tf_configs(workers):
+        output = Path(tempfile.mkdtemp(dir=work))
+        env = {**os.environ, "TF_CONFIG": tf_config}
+        command = [sys.executable, __file__, "unused", "--worker", json.dumps(asdict(config)),
+                   "--work", str(work), "--output", str(output)]
+        processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True))
+    outputs = [process.communicate()[0] for process in processes]
+    if any(process.returncode for process in processes):
+        sys.exit(f"a worker failed: {[p.returncode for p in processes]}")
+    return json.loads(outputs[0].strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("data_dir", help="folder with the four .gz archives")
+    parser.add_argument("--workers", type=int, nargs="*", default=[1, 2])
+    parser.add_argument("--epochs", type=int, help="default: params.yaml's")
+    parser.add_argument("--verify", action="store_true", help="check official checksums")
+    parser.add_argument("--dataset", default="mnist")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args.worker, args.work, args.output)
+
+    params = load_params(ROOT / "params.yaml")
+    config = replace(TrainConfig.from_params(section(params, "train")),
+                     strategy="multi_worker")
+    if args.epochs:
+        config = replace(config, epochs=args.epochs)
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        download(get_dataset(args.dataset), [args.data_dir], work / "raw", work / "partial",
+                 args.verify, DownloadOptions(progress=False))
+        options = section(params, "prepare")
+        prepare(work / "raw", work / "prepared", options["val_size"], options["seed"])
+        rows = []
+        for workers in args.workers:
+            print(f"--- {workers} worker(s)", file=sys.stderr, flush=True)
+            rows.append((workers, run_job(workers, config, work)))
+
+    print(f"{'workers':>8}{'global batch':>14}{'epochs':>8}{'s/epoch':>9}{'test acc':>11}")
+    for workers, result in rows:
+        print(f"{workers:>8}{config.batch_size:>14}{config.epochs:>8}"
+              f"{result['seconds'] / config.epochs:>9.2f}{result['accuracy']:>11.3%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""Data-parallel training across processes or machines (`train.strategy: multi_worker`).
+
+TensorFlow's `MultiWorkerMirroredStrategy` keeps a copy of the model in every worker and
+sums the gradients of each step over all of them, so N workers train one model on N times
+the data per step. Keras 3's `Model.fit` does not run under this strategy
+(keras-team/keras#20585), so this module trains with a short custom loop instead, driving
+the same Keras callbacks as single-machine training: the progress bar, the CSV history,
+DVCLive, periodic checkpoints and `BackupAndRestore`.
+
+Only the chief (task `chief`, or worker 0 when there is none) writes into the project; every
+other worker runs the same code against a temporary folder it removes at the end. After an
+interruption the chief's backup is broadcast to all workers, so the other machines need no
+shared disk to resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitrec.backend import keras, tf
+from digitrec.data import training_dataset, validation_dataset
+from digitrec.errors import DigitrecError
+from digitrec.prepare import load_split
+from digitrec.train import (
+    BACKUP_ROOT_NAME,
+    HISTORY_FILE,
+    TrainConfig,
+    TrainResult,
+    announce,
+    augmenter,
+    build_and_compile,
+    fingerprint,
+    merge_history,
+    open_live,
+    read_history,
+    resume_state,
+    save_model,
+    seed_everything,
+    training_callbacks,
+)
+
+
+@dataclass(frozen=True)
+class Task:
+    """This process's place in the cluster that `TF_CONFIG` describes."""
+
+    kind: str        # chief or worker
+    index: int
+    workers: int     # processes that train, the chief included
+    has_chief: bool  # a task of type chief exists; otherwise worker 0 is the chief
+
+    @property
+    def is_chief(self) -> bool:
+        return self.kind == "chief" or (self.kind == "worker" and self.index == 0
+                                        and not self.has_chief)
+
+
+def task_from_env() -> Task:
+    """Read `TF_CONFIG`, with an error that says what is missing rather than a hang."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        raise DigitrecError(
+            "train.strategy multi_worker needs the TF_CONFIG environment variable on every "
+            "machine (see README, 'Training across machines')"
+        )
+    try:
+        tf_config = json.loads(raw)
+        cluster, task = tf_config["cluster"], tf_config["task"]
+        kind, index = task["type"], int(task["index"])
+        workers = len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DigitrecError(f"TF_CONFIG is not valid: {exc!r}: {raw}") from None
+    if kind not in ("chief", "worker") or index >= len(cluster.get(kind, [])):
+        raise DigitrecError(f"TF_CONFIG: task {kind} {index} is not in the cluster: {raw}")
+    return Task(kind, index, workers, has_chief=bool(cluster.get("chief")))
+
+
+def local_tf_configs(workers: int) -> list[str]:
+    """`TF_CONFIG` values for a cluster of `workers` processes on this machine, on free
+    127.0.0.1 ports: one per process, worker 0 first (for tests, benchmarks and trying
+    it out)."""
+    sockets = [socket.socket() for _ in range(workers)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    cluster = {"worker": [f"127.0.0.1:{sock.getsockname()[1]}" for sock in sockets]}
+    for sock in sockets:
+        sock.close()
+    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+            for index in range(workers)]
+
+
+def broadcast_from_chief(strategy: tf.distribute.Strategy, variables: list[tf.Variable],
+                         task: Task, completed_epochs: int) -> int:
+    """Give every worker the chief's variables and epoch count; return the epoch count.
+
+    A sum over all workers in which only the chief contributes: one collective, and the
+    other machines need no copy of the chief's backup files.
+    """
+    values = [tf.convert_to_tensor(v) for v in variables]
+    values.append(tf.constant(float(completed_epochs)))
+    chief = tf.constant(task.is_chief)
+
+    @tf.function
+    def exchange(local: list[tf.Tensor]) -> list[tf.Tensor]:
+        def on_replica() -> list[tf.Tensor]:
+            context = tf.distribute.get_replica_context()
+            return [context.all_reduce("SUM", tf.where(chief, v, tf.zeros_like(v)))
+                    for v in local]
+        return strategy.run(on_replica)
+
+    received = [strategy.experimental_local_results(v)[0] for v in exchange(values)]
+    for variable, value in zip(variables, received[:-1], strict=True):
+        variable.assign(value)
+    return int(received[-1].numpy())
+
+
+def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model, global_batch: int):
+    """One synchronous step on every worker; returns the summed (loss, correct, seen)."""
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction=None)
+
+    def on_replica(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        with tf.GradientTape() as tape:
+            probabilities = model(images, training=True)
+            per_example = loss_fn(labels, probabilities)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        model.optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        predicted = tf.argmax(probabilities, axis=1, output_type=labels.dtype)
+        return (tf.reduce_sum(per_example),
+                tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32)),
+                tf.cast(tf.size(labels), tf.float32))
+
+    @tf.function
+    def train_step(iterator: Any) -> tuple[tf.Tensor, ...]:
+        results = strategy.run(on_replica, args=next(iterator))
+        return tuple(strategy.reduce("SUM", r, axis=None) for r in results)
+
+    return train_step
+
+
+def evaluate_locally(model: keras.Model, data: tf.data.Dataset) -> dict[str, float]:
+    """Validation loss and accuracy, each worker on the whole (small) validation split.
+
+    Every worker holds the same weights, so they all get the same numbers, with no
+    communication.
+    """
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction="sum")
+    total_loss = correct = seen = 0.0
+    for images, labels in data:
+        probabilities = model(images, training=False)
+        total_loss += float(loss_fn(labels, probabilities))
+        correct += float(np.sum(np.argmax(probabilities, axis=1) == labels.numpy()))
+        seen += len(labels)
+    return {"val_accuracy": correct / seen, "val_loss": total_loss / seen}
+
+
+def train_multi_worker(
+    config: TrainConfig,
+    prepared_dir: Path,
+    model_path: Path,
+    checkpoint_dir: Path,
+    metrics_dir: Path,
+    verbose: int | str = "auto",
+) -> TrainResult:
+    """Train on every worker of the cluster; the chief writes the outputs.
+
+    `config.batch_size` is the global batch: each worker takes its share of it.
+    """
+    task = task_from_env()
+    if config.batch_size % task.workers:
+        raise DigitrecError(f"params.yaml: train.batch_size {config.batch_size} must be a "
+                            f"multiple of the {task.workers} workers")
+    # The strategy must exist before TensorFlow runs anything else in this process.
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    scratch = None if task.is_chief else scratch_dir(task, model_path)
+    try:
+        if scratch is not None:  # the same code, writing where nobody looks
+            model_path, checkpoint_dir, metrics_dir = (
+                scratch / "model.keras", scratch / "checkpoints", scratch / "metrics")
+            verbose = 0
+        return _train(config, task, strategy, prepared_dir, model_path, checkpoint_dir,
+                      metrics_dir, verbose)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def scratch_dir(task: Task, model_path: Path) -> Path:
+    """An empty temporary folder for a non-chief worker's outputs. Its name is fixed per
+    project and task, so a run killed before it could clean up is cleaned up by the next."""
+    project = hashlib.sha256(str(model_path.resolve()).encode()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"digitrec-worker-{task.index}-{project}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def _train(config: TrainConfig, task: Task, strategy: tf.distribute.Strategy,
+           prepared_dir: Path, model_path: Path, checkpoint_dir: Path, metrics_dir: Path,
+           verbose: int | str) -> TrainResult:
+    seed_everything(config.seed)
+    train_images, train_labels = load_split(prepared_dir, "train")
+    val_images, val_labels = load_split(prepared_dir, "val")
+    # Every worker trains on its own equal share of the examples each epoch.
+    share = len(train_labels) // task.workers
+    worker_batch = config.batch_size // task.workers
+    steps_per_epoch = math.ceil(share / worker_batch)
+
+    backup_root = model_path.parent / BACKUP_ROOT_NAME
+    state = resume_state(backup_root, fingerprint(config, prepared_dir))
+    if task.is_chief:
+        announce(state, config, checkpoint_dir)
+    with strategy.scope():
+        model = build_and_compile(config, steps_per_epoch)
+        model.optimizer.build(model.trainable_variables)
+    history_path = state.backup_dir / HISTORY_FILE
+    earlier = read_history(history_path, state.completed_epochs)
+    state.backup_dir.mkdir(parents=True, exist_ok=True)
+    live = open_live(metrics_dir, model.count_params(), earlier)
+    if verbose == "auto":
+        verbose = 1
+    callbacks = keras.callbacks.CallbackList(
+        training_callbacks(config, state, checkpoint_dir, live),
+        add_progbar=verbose != 0, model=model, verbose=verbose,
+        epochs=config.epochs, steps=steps_per_epoch,
+    )
+    callbacks.on_train_begin()  # BackupAndRestore loads the chief's backup, if any
+    state.completed_epochs = broadcast_from_chief(
+        strategy, model.variables + model.optimizer.variables, task, state.completed_epochs)
+
+    def worker_dataset(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        return training_dataset(
+            np.asarray(train_images), train_labels, worker_batch, config.seed,
+            augmenter(config), skip_epochs=state.completed_epochs,
+            shard=(context.num_input_pipelines, context.input_pipeline_id))
+
+    batches = iter(strategy.distribute_datasets_from_function(worker_dataset))
+    val_data = validation_dataset(np.asarray(val_images), val_labels, 512)
+    train_step = make_train_step(strategy, model, config.batch_size)
+    history: dict[str, list[float]] = {}
+    start = time.perf_counter()
+    for epoch in range(state.completed_epochs, config.epochs):
+        callbacks.on_epoch_begin(epoch)
+        loss = correct = seen = 0.0
+        for step in range(steps_per_epoch):
+            callbacks.on_train_batch_begin(step)
+            step_loss, step_correct, step_seen = (float(t) for t in train_step(batches))
+            loss, correct, seen = loss + step_loss, correct + step_correct, seen + step_seen
+            callbacks.on_train_batch_end(step, {"loss": loss / seen, "accuracy": correct / seen})
+        logs = {"accuracy": correct / seen, "loss": loss / seen,
+                **evaluate_locally(model, val_data)}
+        callbacks.on_epoch_end(epoch, logs)
+        for key, value in logs.items():
+            history.setdefault(key, []).append(value)
+    model.optimizer.finalize_variable_values(model.trainable_variables)
+    callbacks.on_train_end()
+    seconds = time.perf_counter() - start
+    save_model(model, model_path)
+    shutil.rmtree(backup_root, ignore_errors=True)
+    return TrainResult(model, merge_history(earlier, history), seconds,
+                       wrote_outputs=task.is_chief)
