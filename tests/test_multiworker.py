@@ -113,11 +113,15 @@ def test_killed_worker_then_restarted_job_resumes(machines, project):
                 break
             time.sleep(0.02)
         workers[1].send_signal(signal.SIGKILL)  # a machine dies
+        chief_out = workers[0].communicate(timeout=180)[0]  # the chief notices, and stops
     finally:
-        workers[0].send_signal(signal.SIGKILL)  # and the job is stopped, to be restarted
         for worker in workers:
+            worker.kill()
             worker.wait()
     assert workers[1].returncode == -signal.SIGKILL, "training ended before the kill"
+    assert workers[0].returncode == 1, chief_out[-3000:]
+    assert "error: the training cluster lost a worker" in chief_out
+    assert "Traceback" not in chief_out
     (metadata,) = backups.glob("*/training_metadata.json")
     done = json.loads(metadata.read_text())["epoch"]
     assert 2 <= done < 12

@@ -192,6 +192,12 @@ def train_multi_worker(
             verbose = 0
         return _train(config, task, strategy, prepared_dir, model_path, checkpoint_dir,
                       metrics_dir, verbose)
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+            tf.errors.CancelledError) as exc:
+        reason = str(exc).strip().splitlines()[0][:300]
+        raise DigitrecError(
+            f"the training cluster lost a worker ({reason}); start the job again on every "
+            "machine: it resumes from the last completed epoch") from None
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
