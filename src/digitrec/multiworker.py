@@ -34,20 +34,15 @@ from digitrec.data import training_dataset, validation_dataset
 from digitrec.errors import DigitrecError
 from digitrec.prepare import load_split
 from digitrec.train import (
-    BACKUP_ROOT_NAME,
-    HISTORY_FILE,
     TrainConfig,
     TrainResult,
     announce,
     augmenter,
     build_and_compile,
-    fingerprint,
-    merge_history,
-    open_live,
-    read_history,
+    finish_run,
     resume_state,
-    save_model,
     seed_everything,
+    start_logging,
     training_callbacks,
 )
 
@@ -224,17 +219,13 @@ def _train(config: TrainConfig, task: Task, strategy: tf.distribute.Strategy,
     worker_batch = config.batch_size // task.workers
     steps_per_epoch = math.ceil(share / worker_batch)
 
-    backup_root = model_path.parent / BACKUP_ROOT_NAME
-    state = resume_state(backup_root, fingerprint(config, prepared_dir))
+    state = resume_state(config, prepared_dir, model_path)
     if task.is_chief:
         announce(state, config, checkpoint_dir)
     with strategy.scope():
         model = build_and_compile(config, steps_per_epoch)
         model.optimizer.build(model.trainable_variables)
-    history_path = state.backup_dir / HISTORY_FILE
-    earlier = read_history(history_path, state.completed_epochs)
-    state.backup_dir.mkdir(parents=True, exist_ok=True)
-    live = open_live(metrics_dir, model.count_params(), earlier)
+    earlier, live = start_logging(state, metrics_dir, model.count_params())
     if verbose == "auto":
         verbose = 1
     callbacks = keras.callbacks.CallbackList(
@@ -272,8 +263,5 @@ def _train(config: TrainConfig, task: Task, strategy: tf.distribute.Strategy,
             history.setdefault(key, []).append(value)
     model.optimizer.finalize_variable_values(model.trainable_variables)
     callbacks.on_train_end()
-    seconds = time.perf_counter() - start
-    save_model(model, model_path)
-    shutil.rmtree(backup_root, ignore_errors=True)
-    return TrainResult(model, merge_history(earlier, history), seconds,
-                       wrote_outputs=task.is_chief)
+    return finish_run(model, model_path, state, earlier, history,
+                      time.perf_counter() - start, wrote_outputs=task.is_chief)

@@ -197,8 +197,11 @@ class RunState:
     discarded_other_runs: bool
 
 
-def resume_state(backup_root: Path, run_id: str) -> RunState:
-    """Find this run's backup; remove backups of runs with other params or data."""
+def resume_state(config: TrainConfig, prepared_dir: Path, model_path: Path) -> RunState:
+    """Find this run's backup (beside the model, named by the run's fingerprint); remove
+    backups of runs with other params or data."""
+    backup_root = model_path.parent / BACKUP_ROOT_NAME
+    run_id = fingerprint(config, prepared_dir)
     backup_dir = backup_root / run_id
     discarded = False
     if backup_root.exists():
@@ -258,6 +261,23 @@ def augmenter(config: TrainConfig) -> Augmenter | None:
     return augment
 
 
+def start_logging(state: RunState, metrics_dir: Path, parameters: int
+                  ) -> tuple[list[dict[str, float]], Any]:
+    """The epochs an interrupted run completed, and a DVCLive logger that already holds them."""
+    earlier = read_history(state.backup_dir / HISTORY_FILE, state.completed_epochs)
+    state.backup_dir.mkdir(parents=True, exist_ok=True)
+    return earlier, open_live(metrics_dir, parameters, earlier)
+
+
+def finish_run(model: keras.Model, model_path: Path, state: RunState,
+               earlier: list[dict[str, float]], this_run: dict[str, list[float]],
+               seconds: float, wrote_outputs: bool = True) -> TrainResult:
+    """Save the model and drop the backup, now that the run is complete."""
+    save_model(model, model_path)
+    shutil.rmtree(state.backup_dir.parent, ignore_errors=True)
+    return TrainResult(model, merge_history(earlier, this_run), seconds, wrote_outputs)
+
+
 def open_live(metrics_dir: Path, parameters: int, earlier: list[dict[str, float]]) -> Any:
     """A DVCLive logger that already holds the epochs an interrupted run completed."""
     from dvclive import Live
@@ -291,8 +311,7 @@ def train(
     val_images, val_labels = load_split(prepared_dir, "val")
     steps_per_epoch = math.ceil(len(train_labels) / config.batch_size)
 
-    backup_root = model_path.parent / BACKUP_ROOT_NAME
-    state = resume_state(backup_root, fingerprint(config, prepared_dir))
+    state = resume_state(config, prepared_dir, model_path)
     announce(state, config, checkpoint_dir)
     with distribution_strategy(config.strategy).scope():
         model = build_and_compile(config, steps_per_epoch)
@@ -301,10 +320,7 @@ def train(
                                   skip_epochs=state.completed_epochs)
     val_data = validation_dataset(np.asarray(val_images), val_labels, 512)
 
-    history_path = state.backup_dir / HISTORY_FILE
-    earlier = read_history(history_path, state.completed_epochs)
-    state.backup_dir.mkdir(parents=True, exist_ok=True)
-    live = open_live(metrics_dir, model.count_params(), earlier)
+    earlier, live = start_logging(state, metrics_dir, model.count_params())
     start = time.perf_counter()
     fit = model.fit(
         train_data,
@@ -315,10 +331,8 @@ def train(
         verbose=verbose,
         callbacks=training_callbacks(config, state, checkpoint_dir, live),
     )
-    seconds = time.perf_counter() - start
-    save_model(model, model_path)
-    shutil.rmtree(backup_root, ignore_errors=True)
-    return TrainResult(model, merge_history(earlier, fit.history), seconds)
+    return finish_run(model, model_path, state, earlier, fit.history,
+                      time.perf_counter() - start)
 
 
 def training_callbacks(config: TrainConfig, state: RunState, checkpoint_dir: Path,
