@@ -9,11 +9,8 @@ are still predicted.
 from __future__ import annotations
 
 import csv
-import multiprocessing
 import os
-import sys
 from collections.abc import Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ import numpy as np
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_write_csv, atomic_write_json
 from digitrec.images import ImageProblem, Prepared, prepare_file
+from digitrec.parallel import parallel_map
 
 LABELS_FILE = "labels.csv"
 BATCH = 256
@@ -82,18 +80,9 @@ def read_one(item: tuple[str, Path]) -> Reading:
         return Reading(name, path, error=f"cannot read: {exc.strerror or exc}")
 
 
-def _pool(count: int) -> Executor:
-    """Processes while TensorFlow is not loaded and there is enough work; threads otherwise."""
-    workers = os.cpu_count() or 1
-    if count >= 4 * workers and "tensorflow" not in sys.modules and os.name == "posix":
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-    return ThreadPoolExecutor(workers)
-
-
 def prepare_all(pictures: Sequence[tuple[str, Path]]) -> list[Reading]:
     """Decode and normalise every picture in parallel, keeping their order."""
-    with _pool(len(pictures)) as pool:
-        return list(pool.map(read_one, pictures, chunksize=8))
+    return parallel_map(read_one, pictures, chunksize=8)
 
 
 SHIFTS = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0))
