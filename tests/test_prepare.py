@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from helpers import folder_digest, synthetic_dataset_arrays, write_raw
 
-from digitrec import prepare
+from digitrec import images, prepare
 from digitrec.datasets import TRAIN_IMAGES, TRAIN_LABELS
 from digitrec.errors import DigitrecError
 
@@ -65,6 +65,22 @@ def test_prepare_writes_normalised_arrays_and_a_correct_manifest(raw, tmp_path):
                                atol=1e-3)
     assert set(manifest["sources"]) == set(arrays)
     assert all(len(digest) == 64 for digest in manifest["sources"].values())
+
+
+def test_prepare_writes_the_training_digits_redrawn_as_predict_draws_them(raw, tmp_path):
+    out = tmp_path / "prepared"
+    manifest = prepare.prepare(raw[0], out, val_size=0.1, seed=1)
+    train_images, _ = prepare.load_split(out, "train")
+    redrawn = prepare.load_redrawn(out)
+    assert redrawn.shape == train_images.shape and redrawn.dtype == np.float32
+    for index in (0, 123, len(redrawn) - 1):
+        np.testing.assert_array_equal(redrawn[index, ..., 0],
+                                      images.redraw(train_images[index, ..., 0]))
+    assert manifest["splits"]["train"]["redrawn_pixel_mean"] == pytest.approx(
+        float(redrawn.mean()))
+    (out / prepare.REDRAWN).unlink()
+    with pytest.raises(DigitrecError, match="train_redrawn.npy: not found; run the prepare"):
+        prepare.load_redrawn(out)
 
 
 def test_mismatched_counts_fail_and_keep_previous_output(raw, tmp_path):

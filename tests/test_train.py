@@ -147,6 +147,33 @@ def test_config_from_params_reads_augment_forms():
     assert TrainConfig.from_params({"augment": {"shift": 1}}).augment.shift == 1
     with pytest.raises(DigitrecError, match="unknown train setting"):
         TrainConfig.from_params({"epochz": 3})
+    with pytest.raises(DigitrecError, match="unknown train.augment setting.*: shear"):
+        TrainConfig.from_params({"augment": {"shear": 5}})
+
+
+def test_redrawn_share_picks_a_version_per_image_anew_every_epoch():
+    from digitrec.data import training_dataset
+
+    count = 64
+    originals = np.zeros((count, 28, 28, 1), np.float32)
+    redrawn = np.ones((count, 28, 28, 1), np.float32)
+    ids = np.arange(count)  # as labels, to follow each image
+
+    def shown(share: float) -> np.ndarray:
+        """Per epoch (rows) and image id (columns): 1 where the redrawn version was shown."""
+        stream = training_dataset(originals, ids, 32, seed=3, redrawn=(redrawn, share))
+        choice = np.zeros((3, count))
+        for step, (batch, labels) in enumerate(stream.take(3 * 2)):
+            choice[step // 2, labels.numpy()] = batch.numpy()[:, 0, 0, 0]
+        return choice
+
+    assert not shown(0.0).any() and shown(1.0).all()
+    half = shown(0.5)
+    assert 0.35 < half.mean() < 0.65
+    assert not np.array_equal(half[0], half[1])
+    np.testing.assert_array_equal(half, shown(0.5))
+    with pytest.raises(DigitrecError, match="train.augment.redrawn is a share"):
+        TrainConfig.from_params({"augment": {"redrawn": 1.5}})
 
 
 def test_augmentation_moves_pixels_but_keeps_the_digit():

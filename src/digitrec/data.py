@@ -45,14 +45,20 @@ def training_dataset(
     augment: Augmenter | None = None,
     skip_epochs: int = 0,
     shard: tuple[int, int] | None = None,
+    redrawn: tuple[np.ndarray, float] | None = None,
 ) -> tf.data.Dataset:
     """An endless, seeded stream of shuffled (and optionally augmented) training batches.
 
     Use with `steps_per_epoch = ceil(examples / batch_size)`; `skip_epochs` resumes the
     stream where an interrupted run left it. `shard=(count, index)` keeps one of `count`
     equal, disjoint shares of the examples (the remainder is left out), so that workers
-    training side by side never see the same example in an epoch.
+    training side by side never see the same example in an epoch. `redrawn=(images,
+    share)` gives a second version of every image, shown instead of the first with
+    probability `share`, drawn anew for each example every epoch.
     """
+    if redrawn is not None:
+        alternatives, share = redrawn
+        images = np.concatenate([images, alternatives], axis=-1)  # both, as two channels
     dataset = examples(images, labels)
     count = len(labels)
     if shard is not None:
@@ -74,12 +80,21 @@ def training_dataset(
     def prepare_batch(step: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]
                       ) -> tuple[tf.Tensor, tf.Tensor]:
         batch_images, batch_labels = batch
+        if redrawn is not None:
+            batch_images = pick_version(batch_images, share, tf.stack([seed_tensor, -1 - step]))
         if augment is not None:
             batch_images = augment(batch_images, tf.stack([seed_tensor, step]))
         return batch_images, batch_labels
 
     dataset = dataset.map(prepare_batch)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def pick_version(pairs: tf.Tensor, share: float, seed: tf.Tensor) -> tf.Tensor:
+    """From images stacked with a second version as channel 1, keep the second version of a
+    random `share` of them and the first of the rest."""
+    chosen = tf.random.stateless_uniform([tf.shape(pairs)[0], 1, 1, 1], seed=seed) < share
+    return tf.where(chosen, pairs[..., 1:2], pairs[..., 0:1])
 
 
 def validation_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int

@@ -17,6 +17,9 @@ that, so each step below undoes one difference:
 6. `normalise_digit`: crop to the ink, scale into a 20x20 box, bring the stroke width to
    MNIST's (about 2.7 px) however thick or thin the pen was, anti-alias.
 7. `centre_by_mass`: place in 28x28 with the centre of mass at the centre.
+
+`redraw` runs steps 6 and 7 on MNIST's own digits, so the model can also train on digits in
+the style it will be shown.
 """
 
 from __future__ import annotations
@@ -285,13 +288,38 @@ def centre_by_mass(digit: np.ndarray) -> np.ndarray:
     return np.clip(field, 0, 1)
 
 
-def prepare_image(image: Image.Image) -> Prepared:
-    """The whole chain, from a decoded picture to a 28x28 MNIST digit."""
+def redraw(digit: np.ndarray) -> np.ndarray:
+    """An MNIST digit (28x28, bright ink in [0, 1]) drawn again as `prepare_image` draws a
+    user's: cropped, refit into the 20x20 box, strokes set to MNIST's median width, centred.
+
+    Every user picture reaches the model in this style (even strokes, crisp edges), which is
+    not quite MNIST's own; training on both lets the model read both (`train.augment.redrawn`).
+    A digit with no solid ink is returned as it is.
+    """
+    if not (digit > 0.5).any():
+        return digit.astype(np.float32)
+    return centre_by_mass(normalise_digit(digit.astype(np.float32)))
+
+
+def prepare_image(image: Image.Image, steps: list[tuple[str, np.ndarray]] | None = None
+                  ) -> Prepared:
+    """The whole chain, from a decoded picture to a 28x28 MNIST digit.
+
+    Pass a list as `steps` to get each step's result appended to it, named (as drawn in the
+    README's figure by `docs/preprocessing.py`).
+    """
     small = to_working_size(image)
-    bright, inverted = ink_bright(to_gray(small))
-    ink = find_ink(flatten_background(bright))
-    digit = centre_by_mass(normalise_digit(ink))
-    return Prepared(digit.astype(np.float32), inverted, thumbnail(small))
+    gray = to_gray(small)
+    bright, inverted = ink_bright(gray)
+    flat = flatten_background(bright)
+    ink = find_ink(flat)
+    fitted = normalise_digit(ink)
+    digit = centre_by_mass(fitted).astype(np.float32)
+    if steps is not None:
+        steps += [("2. grey", gray), ("3. ink made bright", bright),
+                  ("4. background removed", flat), ("5. ink found", ink),
+                  ("6. 20x20, MNIST strokes", fitted), ("7. centred in 28x28", digit)]
+    return Prepared(digit, inverted, thumbnail(small))
 
 
 def thumbnail(image: Image.Image, side: int = 64) -> Image.Image:

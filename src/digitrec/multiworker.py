@@ -40,6 +40,7 @@ from digitrec.train import (
     augmenter,
     build_and_compile,
     finish_run,
+    redrawn_images,
     resume_state,
     seed_everything,
     start_logging,
@@ -237,11 +238,13 @@ def _train(config: TrainConfig, task: Task, strategy: tf.distribute.Strategy,
     state.completed_epochs = broadcast_from_chief(
         strategy, model.variables + model.optimizer.variables, task, state.completed_epochs)
 
+    redrawn = redrawn_images(config, prepared_dir)
+
     def worker_dataset(context: tf.distribute.InputContext) -> tf.data.Dataset:
         return training_dataset(
             np.asarray(train_images), train_labels, worker_batch, config.seed,
             augmenter(config), skip_epochs=state.completed_epochs,
-            shard=(context.num_input_pipelines, context.input_pipeline_id))
+            shard=(context.num_input_pipelines, context.input_pipeline_id), redrawn=redrawn)
 
     batches = iter(strategy.distribute_datasets_from_function(worker_dataset))
     val_data = validation_dataset(np.asarray(val_images), val_labels, 512)

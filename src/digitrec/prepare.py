@@ -1,9 +1,10 @@
 """Turn the raw IDX files into normalised, memory-mappable arrays and a manifest.
 
 Output, in `data/prepared/`: `{train,val,test}_images.npy` (float32, (N, 28, 28, 1), values in
-[0, 1]), `{split}_labels.npy` (uint8) and `manifest.json` (counts, class counts, pixel mean and
-std per split, SHA-256 of the source files). The whole folder is built beside the old one and
-swapped in at the end, so a failure leaves the previous output untouched.
+[0, 1]), `{split}_labels.npy` (uint8), `train_redrawn.npy` (the training digits redrawn as the
+predict stage draws a user's picture, see `images.redraw`) and `manifest.json` (counts, class
+counts, pixel mean and std per split, SHA-256 of the source files). The whole folder is built
+beside the old one and swapped in at the end, so a failure leaves the previous output untouched.
 """
 
 from __future__ import annotations
@@ -19,11 +20,15 @@ from digitrec import idx
 from digitrec.datasets import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_write_json, make_shareable, sha256_file
+from digitrec.images import redraw
+from digitrec.parallel import parallel_map
 
 NUM_CLASSES = 10
 IMAGE_SIDE = 28
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"
+REDRAWN = "train_redrawn.npy"
+REDRAW_CHUNK = 1000
 
 
 def images_file(split: str) -> str:
@@ -114,6 +119,20 @@ def write_split(out_dir: Path, split: str, images: np.ndarray, labels: np.ndarra
     }
 
 
+def write_redrawn(out_dir: Path, images: np.ndarray) -> float:
+    """Write the training digits as `images.redraw` draws them; return their pixel mean."""
+    chunks = [images[start: start + REDRAW_CHUNK]
+              for start in range(0, len(images), REDRAW_CHUNK)]
+    redrawn = np.concatenate([np.empty((0, IMAGE_SIDE, IMAGE_SIDE), np.float32),
+                              *parallel_map(_redraw_chunk, chunks)])
+    np.save(out_dir / REDRAWN, redrawn[..., None])
+    return float(redrawn.mean()) if redrawn.size else 0.0
+
+
+def _redraw_chunk(images: np.ndarray) -> np.ndarray:
+    return np.stack([redraw(image * np.float32(1 / 255)) for image in images]).astype(np.float32)
+
+
 def prepare(raw_dir: Path, out_dir: Path, val_size: float | int, seed: int) -> dict[str, Any]:
     """Validate the raw files, split, normalise and write everything; return the manifest."""
     train_x, train_y = load_pair(raw_dir / TRAIN_IMAGES, raw_dir / TRAIN_LABELS)
@@ -139,6 +158,8 @@ def prepare(raw_dir: Path, out_dir: Path, val_size: float | int, seed: int) -> d
     try:
         for split, (images, labels) in splits.items():
             manifest["splits"][split] = write_split(staging, split, images, labels)
+        manifest["splits"]["train"]["redrawn_pixel_mean"] = write_redrawn(
+            staging, splits["train"][0])
         atomic_write_json(staging / MANIFEST, manifest)
         make_shareable(staging, directory=True)
         replace_dir(staging, out_dir)
@@ -167,6 +188,14 @@ def load_split(prepared_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     images = np.load(images_path, mmap_mode="r")
     labels = np.load(prepared_dir / labels_file(split))
     return images, labels
+
+
+def load_redrawn(prepared_dir: Path) -> np.ndarray:
+    """Memory-map the redrawn training digits (float32 (N, 28, 28, 1))."""
+    path = prepared_dir / REDRAWN
+    if not path.exists():
+        raise DigitrecError(f"{path}: not found; run the prepare stage again")
+    return np.load(path, mmap_mode="r")
 
 
 def stage(params: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ from digitrec.backend import keras, tf
 from digitrec.data import Augmenter, augment_batch, training_dataset, validation_dataset
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_path
-from digitrec.prepare import MANIFEST, load_split
+from digitrec.prepare import MANIFEST, load_redrawn, load_split
 
 BACKUP_ROOT_NAME = ".backup"
 HISTORY_FILE = "history.csv"
@@ -36,11 +36,13 @@ STRATEGIES = ("auto", "mirrored", "multi_worker")
 
 @dataclass(frozen=True)
 class Augment:
-    """Random affine distortion of training images: pixels, degrees, relative scale."""
+    """Random affine distortion of training images (pixels, degrees, relative scale), and
+    the share of them shown as the predict stage redraws a user's digit."""
 
     shift: float = 2.0
     rotation: float = 10.0
     zoom: float = 0.1
+    redrawn: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,10 @@ class TrainConfig:
         elif not augment:
             values["augment"] = None
         elif isinstance(augment, dict):
+            unknown = sorted(set(augment) - {f.name for f in fields(Augment)})
+            if unknown:
+                raise DigitrecError(
+                    f"params.yaml: unknown train.augment setting(s): {', '.join(unknown)}")
             values["augment"] = Augment(**augment)
         config = cls(**values)
         config.validate()
@@ -93,6 +99,8 @@ class TrainConfig:
             (self.checkpoint_every >= 1, "train.checkpoint_every must be at least 1"),
             (self.keep_checkpoints >= 1, "train.keep_checkpoints must be at least 1"),
             (self.strategy in STRATEGIES, f"train.strategy must be one of {', '.join(STRATEGIES)}"),
+            (self.augment is None or 0 <= self.augment.redrawn <= 1,
+             "train.augment.redrawn is a share of the training images, from 0 to 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -261,6 +269,13 @@ def augmenter(config: TrainConfig) -> Augmenter | None:
     return augment
 
 
+def redrawn_images(config: TrainConfig, prepared_dir: Path) -> tuple[np.ndarray, float] | None:
+    """The redrawn training digits and the share to show, when the config asks for them."""
+    if config.augment is None or config.augment.redrawn == 0:
+        return None
+    return np.asarray(load_redrawn(prepared_dir)), config.augment.redrawn
+
+
 def start_logging(state: RunState, metrics_dir: Path, parameters: int
                   ) -> tuple[list[dict[str, float]], Any]:
     """The epochs an interrupted run completed, and a DVCLive logger that already holds them."""
@@ -317,7 +332,8 @@ def train(
         model = build_and_compile(config, steps_per_epoch)
     train_data = training_dataset(np.asarray(train_images), train_labels, config.batch_size,
                                   config.seed, augmenter(config),
-                                  skip_epochs=state.completed_epochs)
+                                  skip_epochs=state.completed_epochs,
+                                  redrawn=redrawn_images(config, prepared_dir))
     val_data = validation_dataset(np.asarray(val_images), val_labels, 512)
 
     earlier, live = start_logging(state, metrics_dir, model.count_params())
