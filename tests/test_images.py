@@ -105,6 +105,35 @@ def test_thick_marker_gets_thinner():
     assert images.stroke_width(digit > 0.5) <= 4.0
 
 
+def test_redraw_gives_an_mnist_digit_the_style_of_a_prepared_picture():
+    reference = mnist_style(4)
+    assert images.stroke_width(images.redraw(reference) > 0.5) == pytest.approx(
+        images.stroke_width(reference > 0.5), abs=0.5)
+    a, b = images.redraw(reference) > 0.5, reference > 0.5
+    assert (a & b).sum() / (a | b).sum() > 0.9  # already in that style: kept as it is
+
+    small = np.zeros((28, 28), np.float32)  # shrunk and off-centre, as some MNIST digits are
+    small[2:22, 6:26] = np.asarray(Image.fromarray(reference).resize((20, 20), Image.BILINEAR))
+    assert_close_to(images.redraw(small), reference)
+    thick = ndimage.grey_dilation(reference, size=(3, 3))
+    assert 2.0 <= images.stroke_width(images.redraw(thick) > 0.5) <= 3.6
+    assert not images.redraw(np.zeros((28, 28), np.float32)).any()
+
+
+def test_each_step_can_be_shown(tmp_path):
+    from digitrec.report import draw_steps
+
+    picture = textured_paper(as_big_picture(mnist_style(3), scale=6, canvas=(300, 240),
+                                            where=(60, 30)))
+    steps: list = []
+    prepared = images.prepare_image(picture, steps)
+    assert [name.split(".")[0] for name, _ in steps] == ["2", "3", "4", "5", "6", "7"]
+    np.testing.assert_array_equal(steps[-1][1], prepared.digit)
+    draw_steps([(picture, steps)], tmp_path / "steps.png", panel=100)
+    with Image.open(tmp_path / "steps.png") as figure:
+        assert figure.size[0] > 7 * 100 and figure.size[1] > 100
+
+
 def test_specks_do_not_move_the_digit():
     reference = mnist_style(1)
     picture = as_big_picture(reference)

@@ -122,3 +122,28 @@ def _wrap(text: str, width: int) -> str:
             line = f"{line} {word}".strip()
     lines.append(line)
     return "\n".join(lines[:4])
+
+
+def draw_steps(rows: list[tuple[Image.Image, list[tuple[str, np.ndarray]]]], path: Path,
+               panel: int = 150) -> None:
+    """One row per picture: the picture, then what each preprocessing step made of it."""
+    columns = 1 + max(len(steps) for _, steps in rows)
+    sheet = Image.new("RGB", (columns * (panel + 8) + 8, len(rows) * (panel + CAPTION) + 8),
+                      "white")
+    draw = ImageDraw.Draw(sheet)
+    font = _font(13)
+    for row, (picture, steps) in enumerate(rows):
+        y = 8 + row * (panel + CAPTION)
+        tiles = [("1. the picture", picture.convert("RGB"))]
+        tiles += [(name, Image.fromarray((np.clip(a, 0, 1) * 255).astype(np.uint8)))
+                  for name, a in steps]
+        for column, (name, tile) in enumerate(tiles):
+            x = 8 + column * (panel + 8)
+            scale = panel / max(tile.size)
+            size = (max(1, round(tile.width * scale)), max(1, round(tile.height * scale)))
+            small = max(tile.size) < panel / 2  # show the pixels of a 28x28
+            tile = tile.resize(size, Image.NEAREST if small else Image.LANCZOS)
+            sheet.paste(tile, (x + (panel - size[0]) // 2, y + (panel - size[1]) // 2))
+            draw.rectangle([x, y, x + panel - 1, y + panel - 1], outline="#bbbbbb")
+            draw.text((x, y + panel + 4), name, fill="black", font=font)
+    save_png(sheet, path)
