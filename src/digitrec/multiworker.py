@@ -30,21 +30,20 @@ from typing import Any
 import numpy as np
 
 from digitrec.backend import keras, tf
-from digitrec.data import training_dataset, validation_dataset
+from digitrec.data import validation_dataset
 from digitrec.errors import DigitrecError
 from digitrec.prepare import load_split
 from digitrec.train import (
     TrainConfig,
     TrainResult,
     announce,
-    augmenter,
     build_and_compile,
     finish_run,
-    redrawn_images,
     resume_state,
     seed_everything,
     start_logging,
     training_callbacks,
+    training_stream,
 )
 
 
@@ -238,13 +237,11 @@ def _train(config: TrainConfig, task: Task, strategy: tf.distribute.Strategy,
     state.completed_epochs = broadcast_from_chief(
         strategy, model.variables + model.optimizer.variables, task, state.completed_epochs)
 
-    redrawn = redrawn_images(config, prepared_dir)
-
     def worker_dataset(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        return training_dataset(
-            np.asarray(train_images), train_labels, worker_batch, config.seed,
-            augmenter(config), skip_epochs=state.completed_epochs,
-            shard=(context.num_input_pipelines, context.input_pipeline_id), redrawn=redrawn)
+        return training_stream(
+            config, prepared_dir, train_images, train_labels, worker_batch,
+            state.completed_epochs,
+            shard=(context.num_input_pipelines, context.input_pipeline_id))
 
     batches = iter(strategy.distribute_datasets_from_function(worker_dataset))
     val_data = validation_dataset(np.asarray(val_images), val_labels, 512)

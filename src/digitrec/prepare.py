@@ -20,7 +20,6 @@ from digitrec import idx
 from digitrec.datasets import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_write_json, make_shareable, sha256_file
-from digitrec.images import redraw
 from digitrec.parallel import parallel_map
 
 NUM_CLASSES = 10
@@ -119,18 +118,26 @@ def write_split(out_dir: Path, split: str, images: np.ndarray, labels: np.ndarra
     }
 
 
-def write_redrawn(out_dir: Path, images: np.ndarray) -> float:
-    """Write the training digits as `images.redraw` draws them; return their pixel mean."""
-    chunks = [images[start: start + REDRAW_CHUNK]
-              for start in range(0, len(images), REDRAW_CHUNK)]
-    redrawn = np.concatenate([np.empty((0, IMAGE_SIDE, IMAGE_SIDE), np.float32),
-                              *parallel_map(_redraw_chunk, chunks)])
-    np.save(out_dir / REDRAWN, redrawn[..., None])
-    return float(redrawn.mean()) if redrawn.size else 0.0
+def write_redrawn(out_dir: Path) -> float:
+    """Redraw the train split already written in `out_dir` as `images.redraw` draws it,
+    straight into its .npy file; return the redrawn pixel mean."""
+    train = np.load(out_dir / images_file("train"), mmap_mode="r")
+    array = np.lib.format.open_memmap(out_dir / REDRAWN, mode="w+", dtype=np.float32,
+                                      shape=train.shape)
+    starts = range(0, len(train), REDRAW_CHUNK)
+    chunks = [np.array(train[start: start + REDRAW_CHUNK]) for start in starts]
+    for start, redrawn in zip(starts, parallel_map(_redraw_chunk, chunks), strict=True):
+        array[start: start + len(redrawn)] = redrawn
+    mean = float(array.mean())
+    array.flush()
+    del array
+    return mean
 
 
 def _redraw_chunk(images: np.ndarray) -> np.ndarray:
-    return np.stack([redraw(image * np.float32(1 / 255)) for image in images]).astype(np.float32)
+    from digitrec.images import redraw  # SciPy and Pillow: only prepare needs them here
+
+    return np.stack([redraw(image[..., 0]) for image in images])[..., None]
 
 
 def prepare(raw_dir: Path, out_dir: Path, val_size: float | int, seed: int) -> dict[str, Any]:
@@ -158,8 +165,7 @@ def prepare(raw_dir: Path, out_dir: Path, val_size: float | int, seed: int) -> d
     try:
         for split, (images, labels) in splits.items():
             manifest["splits"][split] = write_split(staging, split, images, labels)
-        manifest["splits"]["train"]["redrawn_pixel_mean"] = write_redrawn(
-            staging, splits["train"][0])
+        manifest["splits"]["train"]["redrawn_pixel_mean"] = write_redrawn(staging)
         atomic_write_json(staging / MANIFEST, manifest)
         make_shareable(staging, directory=True)
         replace_dir(staging, out_dir)

@@ -269,11 +269,16 @@ def augmenter(config: TrainConfig) -> Augmenter | None:
     return augment
 
 
-def redrawn_images(config: TrainConfig, prepared_dir: Path) -> tuple[np.ndarray, float] | None:
-    """The redrawn training digits and the share to show, when the config asks for them."""
-    if config.augment is None or config.augment.redrawn == 0:
-        return None
-    return np.asarray(load_redrawn(prepared_dir)), config.augment.redrawn
+def training_stream(config: TrainConfig, prepared_dir: Path, images: np.ndarray,
+                    labels: np.ndarray, batch_size: int, skip_epochs: int,
+                    shard: tuple[int, int] | None = None) -> tf.data.Dataset:
+    """The training batches the config asks for: shuffled, augmented, partly redrawn."""
+    redrawn = None
+    if config.augment is not None and config.augment.redrawn > 0:
+        redrawn = load_redrawn(prepared_dir), config.augment.redrawn
+    return training_dataset(np.asarray(images), labels, batch_size, config.seed,
+                            augmenter(config), skip_epochs=skip_epochs, shard=shard,
+                            redrawn=redrawn)
 
 
 def start_logging(state: RunState, metrics_dir: Path, parameters: int
@@ -330,10 +335,8 @@ def train(
     announce(state, config, checkpoint_dir)
     with distribution_strategy(config.strategy).scope():
         model = build_and_compile(config, steps_per_epoch)
-    train_data = training_dataset(np.asarray(train_images), train_labels, config.batch_size,
-                                  config.seed, augmenter(config),
-                                  skip_epochs=state.completed_epochs,
-                                  redrawn=redrawn_images(config, prepared_dir))
+    train_data = training_stream(config, prepared_dir, train_images, train_labels,
+                                 config.batch_size, state.completed_epochs)
     val_data = validation_dataset(np.asarray(val_images), val_labels, 512)
 
     earlier, live = start_logging(state, metrics_dir, model.count_params())
