@@ -1,7 +1,8 @@
-"""Small file helpers shared by the stages: atomic writes and content hashes.
+"""Small file helpers shared by the stages: atomic writes, folder swaps and content hashes.
 
-Every output is written beside its final name and renamed into place, so an interrupted
-or failed stage never leaves a half-written file where a valid one stood.
+Every output is written beside its final name, flushed to disk, and renamed into place (and
+the rename itself flushed), so an interrupted or failed stage, or a power cut, never leaves a
+half-written file where a valid one stood.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -40,9 +42,41 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield Path(tmp)
         make_shareable(tmp)
+        fsync_path(tmp)
         os.replace(tmp, path)
+        fsync_path(path.parent)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file's (or a folder's entries') data to disk, so a rename that follows is
+    never seen before the content it points at."""
+    flags = os.O_RDONLY | (os.O_DIRECTORY if Path(path).is_dir() else 0)
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync folders; the data itself was synced
+        pass
+    finally:
+        os.close(fd)
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Put folder `new` where `target` is, keeping the old one until the new one is in place."""
+    for path in new.rglob("*"):
+        if path.is_file():
+            fsync_path(path)
+    fsync_path(new)
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+    new.rename(target)
+    fsync_path(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
