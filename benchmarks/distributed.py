@@ -20,45 +20,44 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
+from train_speed import as_params, test_accuracy
 
-from digitrec.config import load_params, section
 from digitrec.datasets import get_dataset
 from digitrec.download import DownloadOptions, download
-from digitrec.multiworker import local_tf_configs
-from digitrec.prepare import load_split, prepare
-from digitrec.train import TrainConfig
+from digitrec.params import TrainParams, parse_section, read_params
+from digitrec.prepare import prepare
+from digitrec.run import Outputs
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers import local_tf_configs  # noqa: E402 (the tests' helper, to start a cluster)
 
 
 def worker(config_json: str, work: Path, output: Path) -> None:
     """Child process: one worker of the job (TF_CONFIG says which); the chief prints JSON."""
     from digitrec.train import train
 
-    config = TrainConfig.from_params(json.loads(config_json))
-    result = train(config, work / "prepared", output / "model.keras", output / "checkpoints",
-                   output / "metrics", verbose=0)
+    config = parse_section(TrainParams, json.loads(config_json), "train")
+    outputs = Outputs(output / "model.keras", output / "checkpoints", output / "metrics")
+    result = train(config, work / "prepared", outputs, verbose=0)
     if result.wrote_outputs:
         # The saved model, outside the strategy: its predict would wait for the other workers.
         from digitrec.backend import keras
 
         model = keras.models.load_model(output / "model.keras")
-        images, labels = load_split(work / "prepared", "test")
-        predicted = model.predict(np.asarray(images), batch_size=1000, verbose=0)
         print(json.dumps({"seconds": result.seconds,
-                          "accuracy": float((predicted.argmax(axis=1) == labels).mean())}))
+                          "accuracy": test_accuracy(model, work / "prepared")}))
 
 
-def run_job(workers: int, config: TrainConfig, work: Path) -> dict:
+def run_job(workers: int, config: TrainParams, work: Path) -> dict:
     processes = []
     for tf_config in local_tf_configs(workers):
         output = Path(tempfile.mkdtemp(dir=work))
         env = {**os.environ, "TF_CONFIG": tf_config}
-        command = [sys.executable, __file__, "unused", "--worker", json.dumps(asdict(config)),
+        command = [sys.executable, __file__, "unused", "--worker", json.dumps(as_params(config)),
                    "--work", str(work), "--output", str(output)]
         processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True))
     outputs = [process.communicate()[0] for process in processes]
@@ -81,17 +80,15 @@ def main() -> None:
     if args.worker:
         return worker(args.worker, args.work, args.output)
 
-    params = load_params(ROOT / "params.yaml")
-    config = replace(TrainConfig.from_params(section(params, "train")),
-                     strategy="multi_worker")
+    params = read_params("train", "prepare", path=ROOT / "params.yaml")
+    config = replace(params.train, strategy="multi_worker")
     if args.epochs:
         config = replace(config, epochs=args.epochs)
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         download(get_dataset(args.dataset), [args.data_dir], work / "raw", work / "partial",
                  args.verify, DownloadOptions(progress=False))
-        options = section(params, "prepare")
-        prepare(work / "raw", work / "prepared", options["val_size"], options["seed"])
+        prepare(work / "raw", work / "prepared", params.prepare.val_size, params.prepare.seed)
         rows = []
         for workers in args.workers:
             print(f"--- {workers} worker(s)", file=sys.stderr, flush=True)

@@ -22,11 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from digitrec.config import load_params, section
+from digitrec import scoring
 from digitrec.datasets import get_dataset
 from digitrec.download import DownloadOptions, download
-from digitrec.prepare import load_split, prepare
-from digitrec.train import TrainConfig, train
+from digitrec.params import TrainParams, parse_section, read_params
+from digitrec.prepare import prepare
+from digitrec.prepared import load_split
+from digitrec.run import Outputs
+from digitrec.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,22 +51,29 @@ ACCURATE = dict(model="digitnet_wide", epochs=20, learning_rate=0.006)
 
 def test_accuracy(model, prepared: Path) -> float:
     images, labels = load_split(prepared, "test")
-    probabilities = model.predict(np.asarray(images), batch_size=1000, verbose=0)
-    return float((probabilities.argmax(axis=1) == labels).mean())
+    return scoring.accuracy(model.predict(np.asarray(images), batch_size=1000, verbose=0),
+                            labels)
+
+
+def as_params(config: TrainParams) -> dict:
+    """A train section as params.yaml writes it (no augmentation is `false`)."""
+    section = asdict(config)
+    section["augment"] = section["augment"] or False
+    return section
 
 
 def train_one(config_json: str, work: Path) -> None:
     """Child process: train one setting on the prepared data in `work`, print JSON."""
-    config = TrainConfig.from_params(json.loads(config_json))
+    config = parse_section(TrainParams, json.loads(config_json), "train")
     folder = Path(tempfile.mkdtemp(dir=work))
-    result = train(config, work / "prepared", folder / "model.keras", folder / "checkpoints",
-                   folder / "metrics", verbose=0)
+    outputs = Outputs(folder / "model.keras", folder / "checkpoints", folder / "metrics")
+    result = train(config, work / "prepared", outputs, verbose=0)
     print(json.dumps({"seconds": result.seconds, "parameters": result.model.count_params(),
                       "accuracy": test_accuracy(result.model, work / "prepared")}))
 
 
-def run_in_child(config: TrainConfig, work: Path) -> dict:
-    command = [sys.executable, __file__, "--train-one", json.dumps(asdict(config)),
+def run_in_child(config: TrainParams, work: Path) -> dict:
+    command = [sys.executable, __file__, "--train-one", json.dumps(as_params(config)),
                "--work", str(work), "unused"]
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -86,9 +96,9 @@ def main() -> None:
     if args.train_one:
         return train_one(args.train_one, args.work)
 
-    params = load_params(ROOT / "params.yaml")
-    default = TrainConfig.from_params(section(params, "train"))
-    runs = {name: replace(TrainConfig(), **setting) for name, setting in SETTINGS.items()}
+    params = read_params("train", "prepare", path=ROOT / "params.yaml")
+    default = params.train
+    runs = {name: replace(TrainParams(), **setting) for name, setting in SETTINGS.items()}
     runs["default"] = default
     if args.accurate:
         runs["accurate"] = replace(default, **ACCURATE)
@@ -99,9 +109,8 @@ def main() -> None:
         work = Path(work)
         download(get_dataset(args.dataset), [args.data_dir], work / "raw", work / "partial",
                  args.verify, DownloadOptions(progress=False))
-        options = section(params, "prepare")
-        manifest = prepare(work / "raw", work / "prepared", options["val_size"],
-                           options["seed"])
+        manifest = prepare(work / "raw", work / "prepared", params.prepare.val_size,
+                           params.prepare.seed)
         counts = {split: info["count"] for split, info in manifest["splits"].items()}
         print(f"data: {args.data_dir}: {counts}", file=sys.stderr)
         times: dict[str, list[float]] = {name: [] for name in runs}

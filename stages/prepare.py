@@ -1,7 +1,22 @@
-"""DVC stage `prepare`: split, normalise and describe the raw data into data/prepared/."""
+"""DVC stage `prepare`: split, normalise and describe data/raw/ into data/prepared/."""
 
-from digitrec import prepare
-from digitrec.cli import run_stage
+from pathlib import Path
+
+from digitrec.errors import run_command
+from digitrec.params import params_file_from_command_line, read_params
+from digitrec.prepare import prepare
+from digitrec.prepared import SPLITS
+
+RAW = Path("data/raw")
+PREPARED = Path("data/prepared")
+
+
+def main(params_file: Path) -> str:
+    options = read_params("prepare", path=params_file).prepare
+    manifest = prepare(RAW, PREPARED, options.val_size, options.seed)
+    counts = ", ".join(f"{split} {manifest['splits'][split]['count']}" for split in SPLITS)
+    return f"prepare: {counts} images in {PREPARED}/"
+
 
 if __name__ == "__main__":
-    run_stage(prepare.stage)
+    run_command(lambda: main(params_file_from_command_line(__doc__)))

@@ -1,7 +1,29 @@
 """DVC stage `train`: train the registry model named in params.yaml into models/model.keras."""
 
-from digitrec import train
-from digitrec.cli import run_stage
+import sys
+from pathlib import Path
+
+from digitrec.errors import run_command
+from digitrec.params import params_file_from_command_line, read_params
+from digitrec.run import Outputs
+from digitrec.train import train
+
+PREPARED = Path("data/prepared")
+OUTPUTS = Outputs(model=Path("models/model.keras"), checkpoints=Path("models/checkpoints"),
+                  metrics=Path("metrics/train"))
+
+
+def main(params_file: Path) -> str:
+    config = read_params("train", path=params_file).train
+    result = train(config, PREPARED, OUTPUTS, verbose=1 if sys.stdout.isatty() else 2)
+    if not result.wrote_outputs:
+        return (f"train: this worker's part is done ({config.epochs} epochs in "
+                f"{result.seconds:.1f} s); the chief saved the model")
+    val_accuracy = result.history["val_accuracy"][-1]
+    return (f"train: {config.model} ({result.model.count_params():,} parameters), "
+            f"{config.epochs} epochs in {result.seconds:.1f} s, val accuracy "
+            f"{val_accuracy:.4f}; saved {OUTPUTS.model}")
+
 
 if __name__ == "__main__":
-    run_stage(train.stage)
+    run_command(lambda: main(params_file_from_command_line(__doc__)))

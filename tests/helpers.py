@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import json
 import re
 import socket
 import threading
@@ -67,6 +68,19 @@ def dataset_for(arrays: dict[str, np.ndarray], mirrors: tuple[str, ...] = ()) ->
         data = idx.encode_idx(arrays[name])
         files.append(FileSpec(name, len(data), hashlib.sha256(data).hexdigest()))
     return Dataset("synthetic", mirrors, tuple(files), tuple(str(d) for d in range(10)))
+
+
+def local_tf_configs(workers: int) -> list[str]:
+    """`TF_CONFIG` values for a cluster of `workers` processes on this machine, on free
+    127.0.0.1 ports: one per process, worker 0 first."""
+    sockets = [socket.socket() for _ in range(workers)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    cluster = {"worker": [f"127.0.0.1:{sock.getsockname()[1]}" for sock in sockets]}
+    for sock in sockets:
+        sock.close()
+    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+            for index in range(workers)]
 
 
 def folder_digest(folder: Path) -> dict[str, str]:

@@ -4,6 +4,7 @@ import pytest
 from digitrec import models
 from digitrec.backend import keras
 from digitrec.errors import DigitrecError
+from digitrec.params import TrainParams
 
 EXPECTED_PARAMETERS = {
     "mlp": 101_770,
@@ -18,7 +19,7 @@ EXPECTED_PARAMETERS = {
 
 def test_registry_has_the_documented_models():
     assert set(models.REGISTRY) == set(EXPECTED_PARAMETERS)
-    assert models.DEFAULT_MODEL == "digitnet"
+    assert TrainParams().model == "digitnet"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))
@@ -39,5 +40,5 @@ def test_model_builds_with_its_parameter_count_and_trains_a_step(name):
 
 
 def test_unknown_model_names_the_choices():
-    with pytest.raises(DigitrecError, match="unknown train.model 'resnet'.*digitnet"):
+    with pytest.raises(DigitrecError, match="train.model .resnet. is not one of .*digitnet"):
         models.build_model("resnet")

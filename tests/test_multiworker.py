@@ -14,11 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import synthetic_dataset_arrays, write_raw
+from helpers import local_tf_configs, synthetic_dataset_arrays, write_raw
 
 from digitrec import prepare
 from digitrec.errors import DigitrecError
-from digitrec.multiworker import local_tf_configs
 
 pytestmark = pytest.mark.slow
 

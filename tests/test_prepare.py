@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from helpers import folder_digest, synthetic_dataset_arrays, write_raw
 
-from digitrec import images, prepare
+from digitrec import images, prepare, prepared
 from digitrec.datasets import TRAIN_IMAGES, TRAIN_LABELS
 from digitrec.errors import DigitrecError
 
@@ -46,8 +46,8 @@ def test_prepare_writes_normalised_arrays_and_a_correct_manifest(raw, tmp_path):
     assert json.loads((out / "manifest.json").read_text()) == manifest
 
     total = 0
-    for split in prepare.SPLITS:
-        images, labels = prepare.load_split(out, split)
+    for split in prepared.SPLITS:
+        images, labels = prepared.load_split(out, split)
         assert images.dtype == np.float32 and labels.dtype == np.uint8
         assert images.shape == (len(labels), 28, 28, 1)
         assert images.min() >= 0.0 and images.max() <= 1.0
@@ -60,7 +60,7 @@ def test_prepare_writes_normalised_arrays_and_a_correct_manifest(raw, tmp_path):
         total += len(labels)
     assert manifest["splits"]["val"]["count"] == 50
     assert total == 500 + 120
-    test_images, _ = prepare.load_split(out, "test")
+    test_images, _ = prepared.load_split(out, "test")
     np.testing.assert_allclose(test_images[..., 0] * 255, arrays["t10k-images-idx3-ubyte"],
                                atol=1e-3)
     assert set(manifest["sources"]) == set(arrays)
@@ -70,17 +70,17 @@ def test_prepare_writes_normalised_arrays_and_a_correct_manifest(raw, tmp_path):
 def test_prepare_writes_the_training_digits_redrawn_as_predict_draws_them(raw, tmp_path):
     out = tmp_path / "prepared"
     manifest = prepare.prepare(raw[0], out, val_size=0.1, seed=1)
-    train_images, _ = prepare.load_split(out, "train")
-    redrawn = prepare.load_redrawn(out)
+    train_images, _ = prepared.load_split(out, "train")
+    redrawn = prepared.load_redrawn(out)
     assert redrawn.shape == train_images.shape and redrawn.dtype == np.float32
     for index in (0, 123, len(redrawn) - 1):
         np.testing.assert_array_equal(redrawn[index, ..., 0],
                                       images.redraw(train_images[index, ..., 0]))
     assert manifest["splits"]["train"]["redrawn_pixel_mean"] == pytest.approx(
         float(redrawn.mean()))
-    (out / prepare.REDRAWN).unlink()
+    (out / prepared.REDRAWN).unlink()
     with pytest.raises(DigitrecError, match="train_redrawn.npy: not found; run the prepare"):
-        prepare.load_redrawn(out)
+        prepared.load_redrawn(out)
 
 
 def test_mismatched_counts_fail_and_keep_previous_output(raw, tmp_path):
@@ -112,20 +112,3 @@ def test_images_must_be_28x28(raw, tmp_path):
     write_raw(raw_dir, {TRAIN_IMAGES: np.zeros((500, 32, 32), dtype=np.uint8)})
     with pytest.raises(DigitrecError, match="images are 32x32, expected 28x28"):
         prepare.prepare(raw_dir, tmp_path / "prepared", val_size=0.1, seed=1)
-
-
-def test_tf_dataset_batches_and_shuffles_with_a_seed(raw, tmp_path):
-    from digitrec.data import make_dataset
-
-    raw_dir, _ = raw
-    out = tmp_path / "prepared"
-    prepare.prepare(raw_dir, out, val_size=0.1, seed=1)
-    dataset = make_dataset(out, "train", batch_size=32, shuffle=True, seed=5)
-    images, labels = next(iter(dataset))
-    assert images.shape == (32, 28, 28, 1) and images.dtype.name == "float32"
-    assert labels.shape == (32,)
-    again = next(iter(make_dataset(out, "train", batch_size=32, shuffle=True, seed=5)))
-    np.testing.assert_array_equal(labels.numpy(), again[1].numpy())
-    _, train_labels = prepare.load_split(out, "train")
-    unshuffled = np.concatenate([y.numpy() for _, y in make_dataset(out, "train", 64)])
-    np.testing.assert_array_equal(unshuffled, train_labels)

@@ -10,7 +10,7 @@ from helpers import synthetic_dataset_arrays, write_raw
 
 from digitrec import prepare
 from digitrec.errors import DigitrecError
-from digitrec.train import TrainConfig
+from digitrec.params import Augment, TrainParams, parse_section
 
 pytestmark = pytest.mark.slow
 
@@ -46,10 +46,11 @@ def test_stage_trains_and_writes_model_checkpoints_and_logs(trained_project):
     checkpoints = sorted(p.name for p in (project.root / "models/checkpoints").iterdir())
     assert checkpoints == ["epoch-002.keras", "epoch-003.keras"]
     assert len(tsv_rows(project, "train/loss.tsv")) == 3
-    assert len(tsv_rows(project, "eval/accuracy.tsv")) == 3
+    assert len(tsv_rows(project, "val/accuracy.tsv")) == 3
     metrics = json.loads((project.root / "metrics/train/metrics.json").read_text())
-    assert metrics["params"] == 33_802
-    assert 0 <= metrics["eval"]["accuracy"] <= 1
+    assert metrics["parameter_count"] == 33_802
+    assert metrics["step"] == 3  # the epoch number
+    assert 0 <= metrics["val"]["accuracy"] <= 1
     assert not (project.root / "models/.backup").exists()
 
     # Loadable with Keras alone, and it reads the synthetic digits it learned.
@@ -65,6 +66,42 @@ def test_stage_trains_and_writes_model_checkpoints_and_logs(trained_project):
     )
     accuracy = float(project.run(sys.executable, "-c", check).stdout.strip())
     assert accuracy > 0.5
+
+
+def test_logged_validation_and_checkpoints_describe_the_saved_model(trained_project):
+    """With the moving average of the weights on, the saved model holds the average: the
+    logged validation numbers and the checkpoints must come from the same weights."""
+    project = trained_project
+    project.set_params(train={"epochs": 2, "checkpoint_every": 1, "ema": True})
+    summary = train_stage(project).stdout
+    logged = json.loads((project.root / "metrics/train/metrics.json").read_text())
+    check = (
+        "import numpy as np, keras\n"
+        "x = np.load('data/prepared/val_images.npy')\n"
+        "y = np.load('data/prepared/val_labels.npy')\n"
+        "m = keras.models.load_model('models/model.keras')\n"
+        "c = keras.models.load_model('models/checkpoints/epoch-002.keras')\n"
+        "p, q = m.predict(x, verbose=0), c.predict(x, verbose=0)\n"
+        "print((p.argmax(1) == y).mean(), np.abs(p - q).max())\n"
+    )
+    saved_accuracy, checkpoint_gap = map(float, project.run(sys.executable, "-c", check)
+                                         .stdout.split())
+    assert logged["val"]["accuracy"] == pytest.approx(saved_accuracy, abs=1e-6)
+    assert f"val accuracy {saved_accuracy:.4f}" in summary
+    assert checkpoint_gap < 1e-6  # the last checkpoint holds the saved weights
+
+
+def test_diverged_training_stops_and_keeps_the_previous_model(trained_project):
+    project = trained_project
+    previous = project.root / "models/model.keras"
+    previous.parent.mkdir(parents=True)
+    previous.write_bytes(b"the model of an earlier run")
+    project.set_params(train={"learning_rate": 1e38, "epochs": 2})  # finite, but absurd
+    result = train_stage(project, check=False)
+    assert result.returncode == 1
+    assert "error: training diverged: the loss became" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert previous.read_bytes() == b"the model of an earlier run"
 
 
 def test_checkpoint_every_n_epochs(trained_project):
@@ -107,8 +144,8 @@ def test_killed_run_resumes_at_the_right_epoch(trained_project):
     assert "Epoch 1/12" not in result.stdout
     assert f"Epoch {done + 1}/12" in result.stdout
     assert len(tsv_rows(project, "train/loss.tsv")) == 12
-    assert [row.split("\t")[0] for row in tsv_rows(project, "eval/loss.tsv")] == [
-        str(step) for step in range(12)]
+    assert [row.split("\t")[0] for row in tsv_rows(project, "val/loss.tsv")] == [
+        str(epoch) for epoch in range(1, 13)]
     assert (project.root / "models/model.keras").exists()
 
 
@@ -127,10 +164,10 @@ def test_same_seed_gives_identical_metrics(trained_project):
     project = trained_project
     train_stage(project)
     first = (project.root / "metrics/train/metrics.json").read_text()
-    first_curve = tsv_rows(project, "eval/accuracy.tsv")
+    first_curve = tsv_rows(project, "val/accuracy.tsv")
     train_stage(project)
     assert (project.root / "metrics/train/metrics.json").read_text() == first
-    assert tsv_rows(project, "eval/accuracy.tsv") == first_curve
+    assert tsv_rows(project, "val/accuracy.tsv") == first_curve
 
 
 def test_bad_train_params_are_one_clear_error(trained_project):
@@ -142,13 +179,19 @@ def test_bad_train_params_are_one_clear_error(trained_project):
     assert "Traceback" not in result.stderr
 
 
+def train_section(**changes):
+    return {**{f: getattr(TrainParams(), f) for f in TrainParams.__dataclass_fields__},
+            "augment": True, **changes}
+
+
 def test_config_from_params_reads_augment_forms():
-    assert TrainConfig.from_params({"augment": False}).augment is None
-    assert TrainConfig.from_params({"augment": {"shift": 1}}).augment.shift == 1
-    with pytest.raises(DigitrecError, match="unknown train setting"):
-        TrainConfig.from_params({"epochz": 3})
-    with pytest.raises(DigitrecError, match="unknown train.augment setting.*: shear"):
-        TrainConfig.from_params({"augment": {"shear": 5}})
+    assert parse_section(TrainParams, train_section(augment=False), "train").augment is None
+    shifted = parse_section(TrainParams, train_section(augment={"shift": 1}), "train")
+    assert shifted.augment == Augment(shift=1.0)
+    with pytest.raises(DigitrecError, match="unknown setting train.epochz"):
+        parse_section(TrainParams, train_section(epochz=3), "train")
+    with pytest.raises(DigitrecError, match="unknown setting train.augment.shear"):
+        parse_section(TrainParams, train_section(augment={"shear": 5}), "train")
 
 
 def test_redrawn_share_picks_a_version_per_image_anew_every_epoch():
@@ -161,7 +204,8 @@ def test_redrawn_share_picks_a_version_per_image_anew_every_epoch():
 
     def shown(share: float) -> np.ndarray:
         """Per epoch (rows) and image id (columns): 1 where the redrawn version was shown."""
-        stream = training_dataset(originals, ids, 32, seed=3, redrawn=(redrawn, share))
+        augment = Augment(shift=0, rotation=0, zoom=0, redrawn=share)
+        stream = training_dataset(originals, ids, 32, seed=3, augment=augment, redrawn=redrawn)
         choice = np.zeros((3, count))
         for step, (batch, labels) in enumerate(stream.take(3 * 2)):
             choice[step // 2, labels.numpy()] = batch.numpy()[:, 0, 0, 0]
@@ -172,8 +216,8 @@ def test_redrawn_share_picks_a_version_per_image_anew_every_epoch():
     assert 0.35 < half.mean() < 0.65
     assert not np.array_equal(half[0], half[1])
     np.testing.assert_array_equal(half, shown(0.5))
-    with pytest.raises(DigitrecError, match="train.augment.redrawn is a share"):
-        TrainConfig.from_params({"augment": {"redrawn": 1.5}})
+    with pytest.raises(DigitrecError, match="train.augment.redrawn: expected a share"):
+        parse_section(TrainParams, train_section(augment={"redrawn": 1.5}), "train")
 
 
 def test_augmentation_moves_pixels_but_keeps_the_digit():

@@ -1,51 +1,28 @@
-"""The `digitrec` command and the wrapper every DVC stage script runs in.
+"""The `digitrec` command: the pipeline's stages, and reading pictures without DVC.
 
-Expected failures (`DigitrecError`) print one `error:` message and exit 1; anything else is a
-bug and keeps its traceback.
+`digitrec train` (and the other stages) runs `stages/train.py` of the project in the current
+folder, exactly what `dvc repro` runs. Expected failures (`DigitrecError`) print one
+`error:` message and exit 1; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from pathlib import Path
 
-from digitrec import __version__, config
-from digitrec.errors import DigitrecError
+from digitrec import __version__
+from digitrec.errors import DigitrecError, run_command
 
-
-def run_stage(stage: Callable[[dict[str, Any]], str], params_file: str | None = None) -> None:
-    """Run one stage with `params.yaml`, print its one-line summary, and exit like a CLI."""
-    sys.exit(_run(lambda: stage(config.load_params(params_file or config.PARAMS_FILE))))
-
-
-def _run(action: Callable[[], str | None]) -> int:
-    try:
-        summary = action()
-    except DigitrecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    if summary:
-        print(summary)
-    return 0
-
-
-# Stage name -> (module, help). Modules are imported only when run: TensorFlow is slow to load.
+DEFAULT_MODEL = Path("models/model.keras")
 STAGES = {
-    "download": ("digitrec.download", "fetch and verify the four IDX files into data/raw/"),
-    "prepare": ("digitrec.prepare", "split and normalise data/raw/ into data/prepared/"),
-    "train": ("digitrec.train", "train the model named in params.yaml"),
-    "evaluate": ("digitrec.evaluate", "score the model into metrics/eval.json and plots"),
+    "download": "fetch and verify the four IDX files into data/raw/",
+    "prepare": "split and normalise data/raw/ into data/prepared/",
+    "train": "train the model named in params.yaml",
+    "evaluate": "score the model into metrics/eval.json and plots",
 }
-
-
-def _stage(name: str) -> Callable[[dict[str, Any]], str]:
-    return importlib.import_module(STAGES[name][0]).stage
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -55,25 +32,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--version", action="version", version=f"digitrec {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, (_, help_text) in STAGES.items():
-        sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("--params", default=str(config.PARAMS_FILE),
+    for name, help_text in STAGES.items():
+        sub = commands.add_parser(name, help=f"{help_text} (runs stages/{name}.py)")
+        sub.add_argument("--params", default="params.yaml",
                          help="params file (default: %(default)s)")
     reader = commands.add_parser("predict", help="read pictures of digits: files or folders")
     reader.add_argument("paths", nargs="+", metavar="PATH", help="pictures or folders of them")
-    reader.add_argument("--model", default=str(config.MODEL_FILE),
+    reader.add_argument("--model", default=str(DEFAULT_MODEL),
                         help="a trained model (default: %(default)s)")
     reader.add_argument("--csv", metavar="OUT.csv", help="also write the predictions as CSV")
     args = parser.parse_args(argv)
     if args.command == "predict":
-        sys.exit(_run(lambda: predict_command(args.paths, args.model, args.csv)))
-    run_stage(_stage(args.command), args.params)
+        run_command(lambda: predict_command(args.paths, args.model, args.csv))
+    run_command(lambda: run_stage_script(args.command, args.params))
+
+
+def run_stage_script(name: str, params_file: str) -> None:
+    """Become `python stages/NAME.py --params FILE`, run from the project root."""
+    script = Path("stages") / f"{name}.py"
+    if not script.is_file():
+        raise DigitrecError(f"{script}: not found; run `digitrec {name}` from the project root")
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, str(script), "--params", params_file])
 
 
 def predict_command(paths: Sequence[str], model: str, csv_path: str | None) -> str:
     """`digitrec predict`: one line per picture, then a summary."""
-    from pathlib import Path
-
     from digitrec import predict
 
     readings = predict.predict_paths(Path(model), paths)

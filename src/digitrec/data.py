@@ -8,33 +8,12 @@ on every run, and a resumed run can skip exactly the epochs it already trained o
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
 from digitrec.backend import tf
-from digitrec.prepare import IMAGE_SIDE, load_split
-
-Augmenter = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
-
-
-def make_dataset(
-    prepared_dir: Path,
-    split: str,
-    batch_size: int,
-    shuffle: bool = False,
-    seed: int = 0,
-) -> tf.data.Dataset:
-    """Batches of (float32 images (B, 28, 28, 1), int32 labels (B,)) from one prepared split.
-
-    Shuffling is seeded and reshuffles every epoch, so a run is repeatable as a whole.
-    """
-    images, labels = load_split(prepared_dir, split)
-    dataset = examples(np.asarray(images), labels)
-    if shuffle:
-        dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+from digitrec.datasets import IMAGE_SIDE
+from digitrec.params import Augment
 
 
 def training_dataset(
@@ -42,23 +21,23 @@ def training_dataset(
     labels: np.ndarray,
     batch_size: int,
     seed: int,
-    augment: Augmenter | None = None,
+    augment: Augment | None = None,
+    redrawn: np.ndarray | None = None,
     skip_epochs: int = 0,
     shard: tuple[int, int] | None = None,
-    redrawn: tuple[np.ndarray, float] | None = None,
 ) -> tf.data.Dataset:
     """An endless, seeded stream of shuffled (and optionally augmented) training batches.
 
     Use with `steps_per_epoch = ceil(examples / batch_size)`; `skip_epochs` resumes the
     stream where an interrupted run left it. `shard=(count, index)` keeps one of `count`
     equal, disjoint shares of the examples (the remainder is left out), so that workers
-    training side by side never see the same example in an epoch. `redrawn=(images,
-    share)` gives a second version of every image, shown instead of the first with
-    probability `share`, drawn anew for each example every epoch.
+    training side by side never see the same example in an epoch. `redrawn` is a second
+    version of every image, shown instead of the first for a share `augment.redrawn` of the
+    examples, drawn anew for each example every epoch.
     """
-    if redrawn is not None:
-        alternatives, share = redrawn
-        images = np.concatenate([images, alternatives], axis=-1)  # both, as two channels
+    share = augment.redrawn if augment is not None and redrawn is not None else 0.0
+    if share > 0:
+        images = np.concatenate([images, redrawn], axis=-1)  # both, as two channels
     dataset = examples(images, labels)
     count = len(labels)
     if shard is not None:
@@ -80,10 +59,11 @@ def training_dataset(
     def prepare_batch(step: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]
                       ) -> tuple[tf.Tensor, tf.Tensor]:
         batch_images, batch_labels = batch
-        if redrawn is not None:
+        if share > 0:
             batch_images = pick_version(batch_images, share, tf.stack([seed_tensor, -1 - step]))
-        if augment is not None:
-            batch_images = augment(batch_images, tf.stack([seed_tensor, step]))
+        if augment is not None and (augment.shift or augment.rotation or augment.zoom):
+            batch_images = augment_batch(batch_images, tf.stack([seed_tensor, step]),
+                                         augment.shift, augment.rotation, augment.zoom)
         return batch_images, batch_labels
 
     dataset = dataset.map(prepare_batch)

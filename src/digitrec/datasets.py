@@ -10,6 +10,10 @@ from dataclasses import dataclass
 
 from digitrec.errors import DigitrecError
 
+IMAGE_SIDE = 28                          # every image is IMAGE_SIDE x IMAGE_SIDE pixels
+IMAGE_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 1)  # as a model takes it: height, width, channel
+NUM_CLASSES = 10
+
 TRAIN_IMAGES = "train-images-idx3-ubyte"
 TRAIN_LABELS = "train-labels-idx1-ubyte"
 TEST_IMAGES = "t10k-images-idx3-ubyte"

@@ -312,21 +312,3 @@ def _progress_bar(name: str, total: int | None, initial: int, options: DownloadO
     disable = None if options.progress is None else not options.progress
     return tqdm(total=total, initial=initial, desc=name, unit="B", unit_scale=True,
                 unit_divisor=1024, disable=disable, file=sys.stderr, leave=False)
-
-
-def stage(params: dict) -> str:
-    """Fetch the dataset's four IDX files into data/raw/ (the `download` stage)."""
-    from digitrec.config import PARTIAL_DIR, RAW_DIR, section
-    from digitrec.datasets import get_dataset
-
-    dataset = get_dataset(params.get("dataset", "mnist"))
-    options = section(params, "download")
-    verify = bool(options.get("verify", True))
-    if not verify:
-        print("warning: download.verify is false: checksums are not checked, "
-              "only the IDX structure", file=sys.stderr)
-    outcome = download(dataset, options.get("mirrors", [OFFICIAL]), RAW_DIR, PARTIAL_DIR, verify)
-    fetched = sum(how.startswith("fetched") for how in outcome.values())
-    checked = "verified against official checksums" if verify else "IDX structure checked"
-    return (f"download: {dataset.name}: {len(outcome)} files in {RAW_DIR}/ "
-            f"({fetched} fetched, {len(outcome) - fetched} already present; {checked})")

@@ -92,7 +92,5 @@ def make_examples(folder: Path) -> list[tuple[str, int]]:
 
 
 if __name__ == "__main__":
-    from digitrec.config import USER_IMAGES_DIR
-
-    made = make_examples(Path(sys.argv[1]) if len(sys.argv) > 1 else USER_IMAGES_DIR)
+    made = make_examples(Path(sys.argv[1] if len(sys.argv) > 1 else "data/user_images"))
     print(f"drew {len(made)} example pictures")

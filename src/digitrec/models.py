@@ -10,11 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from digitrec.backend import keras
+from digitrec.datasets import IMAGE_SHAPE, NUM_CLASSES
 from digitrec.errors import DigitrecError
-
-INPUT_SHAPE = (28, 28, 1)
-NUM_CLASSES = 10
-DEFAULT_MODEL = "digitnet"
 
 REGISTRY: dict[str, Callable[[], keras.Model]] = {}
 
@@ -25,20 +22,22 @@ def register(builder: Callable[[], keras.Model]) -> Callable[[], keras.Model]:
     return builder
 
 
+def check_name(name: str) -> None:
+    """Refuse a model name the registry does not hold, naming the ones it does."""
+    if name not in REGISTRY:
+        raise DigitrecError(
+            f"params.yaml: train.model {name!r} is not one of {', '.join(REGISTRY)}")
+
+
 def build_model(name: str) -> keras.Model:
     """Build the registered model `name`, uncompiled."""
-    try:
-        builder = REGISTRY[name]
-    except KeyError:
-        raise DigitrecError(
-            f"params.yaml: unknown train.model {name!r}; choose one of {', '.join(REGISTRY)}"
-        ) from None
-    return builder()
+    check_name(name)
+    return REGISTRY[name]()
 
 
 def _sequential(name: str, *layers: keras.layers.Layer) -> keras.Model:
     return keras.Sequential(
-        [keras.Input(INPUT_SHAPE), *layers, keras.layers.Dense(NUM_CLASSES, activation="softmax")],
+        [keras.Input(IMAGE_SHAPE), *layers, keras.layers.Dense(NUM_CLASSES, activation="softmax")],
         name=name,
     )
 

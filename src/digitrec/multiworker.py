@@ -17,34 +17,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
-import socket
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from digitrec import scoring
 from digitrec.backend import keras, tf
-from digitrec.data import validation_dataset
 from digitrec.errors import DigitrecError
-from digitrec.prepare import load_split
-from digitrec.train import (
-    TrainConfig,
-    TrainResult,
-    announce,
-    build_and_compile,
-    finish_run,
-    resume_state,
-    seed_everything,
-    start_logging,
-    training_callbacks,
-    training_stream,
-)
+from digitrec.params import TrainParams
+from digitrec.run import Outputs, TrainingRun, TrainResult, loss
 
 
 @dataclass(frozen=True)
@@ -82,20 +67,6 @@ def task_from_env() -> Task:
     return Task(kind, index, workers, has_chief=bool(cluster.get("chief")))
 
 
-def local_tf_configs(workers: int) -> list[str]:
-    """`TF_CONFIG` values for a cluster of `workers` processes on this machine, on free
-    127.0.0.1 ports: one per process, worker 0 first (for tests, benchmarks and trying
-    it out)."""
-    sockets = [socket.socket() for _ in range(workers)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    cluster = {"worker": [f"127.0.0.1:{sock.getsockname()[1]}" for sock in sockets]}
-    for sock in sockets:
-        sock.close()
-    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            for index in range(workers)]
-
-
 def broadcast_from_chief(strategy: tf.distribute.Strategy, variables: list[tf.Variable],
                          task: Task, completed_epochs: int) -> int:
     """Give every worker the chief's variables and epoch count; return the epoch count.
@@ -123,14 +94,14 @@ def broadcast_from_chief(strategy: tf.distribute.Strategy, variables: list[tf.Va
 
 def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model, global_batch: int):
     """One synchronous step on every worker; returns the summed (loss, correct, seen)."""
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction=None)
+    loss_fn = loss(reduction=None)
 
     def on_replica(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
         with tf.GradientTape() as tape:
             probabilities = model(images, training=True)
             per_example = loss_fn(labels, probabilities)
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-        gradients = tape.gradient(loss, model.trainable_variables)
+            step_loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+        gradients = tape.gradient(step_loss, model.trainable_variables)
         model.optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
         predicted = tf.argmax(probabilities, axis=1, output_type=labels.dtype)
         return (tf.reduce_sum(per_example),
@@ -151,24 +122,18 @@ def evaluate_locally(model: keras.Model, data: tf.data.Dataset) -> dict[str, flo
     Every worker holds the same weights, so they all get the same numbers, with no
     communication.
     """
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction="sum")
+    loss_fn = loss(reduction="sum")
     total_loss = correct = seen = 0.0
     for images, labels in data:
         probabilities = model(images, training=False)
         total_loss += float(loss_fn(labels, probabilities))
-        correct += float(np.sum(np.argmax(probabilities, axis=1) == labels.numpy()))
+        correct += scoring.accuracy(probabilities.numpy(), labels.numpy()) * len(labels)
         seen += len(labels)
     return {"val_accuracy": correct / seen, "val_loss": total_loss / seen}
 
 
-def train_multi_worker(
-    config: TrainConfig,
-    prepared_dir: Path,
-    model_path: Path,
-    checkpoint_dir: Path,
-    metrics_dir: Path,
-    verbose: int | str = "auto",
-) -> TrainResult:
+def train_multi_worker(config: TrainParams, prepared_dir: Path, outputs: Outputs,
+                       verbose: int | str = "auto") -> TrainResult:
     """Train on every worker of the cluster; the chief writes the outputs.
 
     `config.batch_size` is the global batch: each worker takes its share of it.
@@ -179,14 +144,14 @@ def train_multi_worker(
                             f"multiple of the {task.workers} workers")
     # The strategy must exist before TensorFlow runs anything else in this process.
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    scratch = None if task.is_chief else scratch_dir(task, model_path)
+    scratch = None if task.is_chief else scratch_dir(task, outputs.model)
     try:
         if scratch is not None:  # the same code, writing where nobody looks
-            model_path, checkpoint_dir, metrics_dir = (
-                scratch / "model.keras", scratch / "checkpoints", scratch / "metrics")
+            outputs = Outputs(scratch / "model.keras", scratch / "checkpoints",
+                              scratch / "metrics")
             verbose = 0
-        return _train(config, task, strategy, prepared_dir, model_path, checkpoint_dir,
-                      metrics_dir, verbose)
+        run = TrainingRun(config, prepared_dir, outputs, task.workers, task.is_chief)
+        return custom_loop(run, task, strategy, 1 if verbose == "auto" else verbose)
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
             tf.errors.CancelledError) as exc:
         reason = str(exc).strip().splitlines()[0][:300]
@@ -208,60 +173,47 @@ def scratch_dir(task: Task, model_path: Path) -> Path:
     return path
 
 
-def _train(config: TrainConfig, task: Task, strategy: tf.distribute.Strategy,
-           prepared_dir: Path, model_path: Path, checkpoint_dir: Path, metrics_dir: Path,
-           verbose: int | str) -> TrainResult:
-    seed_everything(config.seed)
-    train_images, train_labels = load_split(prepared_dir, "train")
-    val_images, val_labels = load_split(prepared_dir, "val")
-    # Every worker trains on its own equal share of the examples each epoch.
-    share = len(train_labels) // task.workers
-    worker_batch = config.batch_size // task.workers
-    steps_per_epoch = math.ceil(share / worker_batch)
-
-    state = resume_state(config, prepared_dir, model_path)
-    if task.is_chief:
-        announce(state, config, checkpoint_dir)
+def custom_loop(run: TrainingRun, task: Task, strategy: tf.distribute.Strategy,
+                verbose: int | str) -> TrainResult:
+    """The run's epochs with `strategy.run`, driving the run's callbacks as `fit` does."""
+    config = run.config
     with strategy.scope():
-        model = build_and_compile(config, steps_per_epoch)
+        model = run.build_model()
         model.optimizer.build(model.trainable_variables)
-    earlier, live = start_logging(state, metrics_dir, model.count_params())
-    if verbose == "auto":
-        verbose = 1
     callbacks = keras.callbacks.CallbackList(
-        training_callbacks(config, state, checkpoint_dir, live),
-        add_progbar=verbose != 0, model=model, verbose=verbose,
-        epochs=config.epochs, steps=steps_per_epoch,
+        run.callbacks(model.count_params()), add_progbar=verbose != 0, model=model,
+        verbose=verbose, epochs=config.epochs, steps=run.steps_per_epoch,
     )
     callbacks.on_train_begin()  # BackupAndRestore loads the chief's backup, if any
-    state.completed_epochs = broadcast_from_chief(
-        strategy, model.variables + model.optimizer.variables, task, state.completed_epochs)
+    run.state.completed_epochs = broadcast_from_chief(
+        strategy, model.variables + model.optimizer.variables, task,
+        run.state.completed_epochs)
 
     def worker_dataset(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        return training_stream(
-            config, prepared_dir, train_images, train_labels, worker_batch,
-            state.completed_epochs,
-            shard=(context.num_input_pipelines, context.input_pipeline_id))
+        return run.training_data(shard=(context.num_input_pipelines, context.input_pipeline_id))
 
     batches = iter(strategy.distribute_datasets_from_function(worker_dataset))
-    val_data = validation_dataset(np.asarray(val_images), val_labels, 512)
+    val_data = run.validation_data()
     train_step = make_train_step(strategy, model, config.batch_size)
     history: dict[str, list[float]] = {}
     start = time.perf_counter()
-    for epoch in range(state.completed_epochs, config.epochs):
+    for epoch in range(run.state.completed_epochs, config.epochs):
         callbacks.on_epoch_begin(epoch)
-        loss = correct = seen = 0.0
-        for step in range(steps_per_epoch):
+        loss_sum = correct = seen = 0.0
+        for step in range(run.steps_per_epoch):
             callbacks.on_train_batch_begin(step)
             step_loss, step_correct, step_seen = (float(t) for t in train_step(batches))
-            loss, correct, seen = loss + step_loss, correct + step_correct, seen + step_seen
-            callbacks.on_train_batch_end(step, {"loss": loss / seen, "accuracy": correct / seen})
-        logs = {"accuracy": correct / seen, "loss": loss / seen,
+            loss_sum, correct, seen = loss_sum + step_loss, correct + step_correct, seen + step_seen
+            callbacks.on_train_batch_end(step, {"loss": loss_sum / seen,
+                                                "accuracy": correct / seen})
+        callbacks.on_test_begin()  # the averaged weights in place, as fit's validation has
+        logs = {"accuracy": correct / seen, "loss": loss_sum / seen,
                 **evaluate_locally(model, val_data)}
+        callbacks.on_test_end()
         callbacks.on_epoch_end(epoch, logs)
         for key, value in logs.items():
             history.setdefault(key, []).append(value)
     model.optimizer.finalize_variable_values(model.trainable_variables)
     callbacks.on_train_end()
-    return finish_run(model, model_path, state, earlier, history,
-                      time.perf_counter() - start, wrote_outputs=task.is_chief)
+    return run.finish(model, history, time.perf_counter() - start,
+                      wrote_outputs=task.is_chief)

@@ -9,15 +9,24 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import TypeVar
 
+from tqdm import tqdm
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
 def parallel_map(function: Callable[[Item], Result], items: Sequence[Item],
-                 chunksize: int = 1) -> list[Result]:
-    """`[function(item) for item in items]`, in order, spread over the cores."""
+                 chunksize: int = 1, progress: str | None = None) -> list[Result]:
+    """`[function(item) for item in items]`, in order, spread over the cores.
+
+    With `progress`, a bar of that name counts the items done (on a terminal only).
+    """
     with _pool(len(items)) as pool:
-        return list(pool.map(function, items, chunksize=chunksize))
+        results = pool.map(function, items, chunksize=chunksize)
+        if progress is not None:
+            results = tqdm(results, total=len(items), desc=progress, file=sys.stderr,
+                           disable=None, leave=False)
+        return list(results)
 
 
 def _pool(count: int) -> Executor:

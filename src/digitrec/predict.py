@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from digitrec.errors import DigitrecError
-from digitrec.files import atomic_write_csv, atomic_write_json
+from digitrec.files import atomic_write_csv
 from digitrec.images import ImageProblem, Prepared, prepare_file
 from digitrec.parallel import parallel_map
 
@@ -181,24 +181,3 @@ def require_some(readings: list[Reading], where: str) -> None:
     if all(r.probabilities is None for r in readings):
         raise DigitrecError(f"{where}: none of the {len(readings)} files could be read as a "
                             f"picture of a digit (see the error column)")
-
-
-def stage(params: dict[str, Any]) -> str:
-    """Read every picture in predict.images with models/model.keras (the `predict` stage)."""
-    from digitrec.config import METRICS_DIR, MODEL_FILE, PREDICTIONS_DIR, section
-    from digitrec.report import draw_contact_sheet
-
-    folder = Path(section(params, "predict")["images"])
-    labels = read_labels(folder)
-    readings = predict_paths(MODEL_FILE, [folder])
-    PREDICTIONS_DIR.mkdir(parents=True, exist_ok=True)
-    write_csv(PREDICTIONS_DIR / "predictions.csv", readings)
-    draw_contact_sheet(readings, labels, PREDICTIONS_DIR / "contact_sheet.png")
-    figures = summary(readings, labels)
-    atomic_write_json(METRICS_DIR / "predict.json", figures)
-    require_some(readings, str(folder))
-    line = (f"predict: {figures['predicted']} of {figures['images']} pictures read "
-            f"({figures['failed']} failed)")
-    if "accuracy" in figures:
-        line += f", {figures['correct']}/{figures['labelled']} correct ({figures['accuracy']:.1%})"
-    return line + f"; wrote {PREDICTIONS_DIR / 'predictions.csv'}"

@@ -24,7 +24,8 @@ def save_png(image: Image.Image, path: Path) -> None:
         image.save(tmp, format="PNG", optimize=True)
 
 
-def draw_confusion(counts: np.ndarray, path: Path) -> None:
+def draw_confusion(counts: np.ndarray, path: Path, class_names: list[str] | None = None
+                   ) -> None:
     """A confusion matrix: rows are true digits, columns predictions, shaded by row share."""
     n = len(counts)
     size = MARGIN + n * CELL + 8
@@ -57,7 +58,8 @@ def draw_confusion(counts: np.ndarray, path: Path) -> None:
 
 
 def draw_mistakes(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
-                  path: Path, count: int = 36, columns: int = 9) -> None:
+                  path: Path, count: int = 36, columns: int = 9,
+                  class_names: list[str] | None = None) -> None:
     """The most confident mistakes: each digit with its true label, prediction, confidence."""
     predicted = probabilities.argmax(axis=1)
     confidence = probabilities.max(axis=1)

@@ -1,0 +1,250 @@
+"""`params.yaml`, read in one place: one typed, checked section per stage.
+
+Each section is a frozen dataclass whose defaults are the values shipped in `params.yaml`, so
+the library can be used without a params file. Reading a file checks every key of the
+sections asked for: a wrong type, a value out of range, an unknown or a missing key is one
+`DigitrecError` naming the key and what it may be, before anything is written.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from digitrec.datasets import DATASETS
+from digitrec.errors import DigitrecError
+
+PARAMS_FILE = Path("params.yaml")
+
+
+def setting(default: Any, allowed: str, check: Callable[[Any], bool] = lambda _: True) -> Any:
+    """A field of a params section: its default, what it may be (said in errors), a check."""
+    return field(default=default, metadata={"allowed": allowed, "check": check})
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+def _at_least(low: float) -> Callable[[float], bool]:
+    return lambda value: value >= low
+
+
+def _fraction(value: float) -> bool:
+    return 0 <= value <= 1
+
+
+@dataclass(frozen=True)
+class DownloadParams:
+    """`download`: where the archives come from and how long a mirror may take."""
+
+    mirrors: tuple[str, ...] = setting(
+        ("official",), "a list of mirrors: official, http(s):// or file:// URLs, or folders",
+        lambda value: len(value) > 0 and all(value))
+    verify: bool = setting(True, "true or false")
+    deadline: float = setting(600.0, "a positive number of seconds", _positive)
+    stall_window: float = setting(30.0, "a positive number of seconds", _positive)
+    min_speed: float = setting(1024.0, "bytes per second, 0 or more", _at_least(0))
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    """`prepare`: the validation split carved from the training set."""
+
+    val_size: float | int = setting(
+        0.1, "a fraction between 0 and 1 (exclusive), or a whole number of images (1 or more)",
+        lambda value: (0 < value < 1) if isinstance(value, float) else value >= 1)
+    seed: int = setting(42, "a whole number")
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random affine distortion of training images (pixels, degrees, relative scale), and
+    the share of them shown as the predict stage redraws a user's digit."""
+
+    shift: float = setting(2.0, "pixels, 0 or more", _at_least(0))
+    rotation: float = setting(10.0, "degrees, from 0 to 180", lambda value: 0 <= value <= 180)
+    zoom: float = setting(0.1, "a relative scale from 0 to below 1", lambda value: 0 <= value < 1)
+    redrawn: float = setting(0.5, "a share of the training images, from 0 to 1", _fraction)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """`train`: the model, the recipe, and how often to checkpoint."""
+
+    model: str = setting("digitnet", "a model name from the registry (see README)")
+    epochs: int = setting(10, "a whole number, 1 or more", _at_least(1))
+    batch_size: int = setting(128, "a whole number, 1 or more", _at_least(1))
+    optimizer: Literal["adam", "adamw", "sgd"] = setting("adam", "one of adam, adamw, sgd")
+    learning_rate: float = setting(0.008, "a positive number", _positive)
+    schedule: Literal["constant", "cosine", "one_cycle"] = setting(
+        "one_cycle", "one of constant, cosine, one_cycle")
+    warmup: float = setting(0.2, "a fraction of training, from 0 to below 1",
+                            lambda value: 0 <= value < 1)
+    ema: bool = setting(True, "true or false")
+    augment: Augment | None = setting(
+        Augment(), "true, false, or a mapping of shift, rotation, zoom, redrawn")
+    seed: int = setting(42, "a whole number")
+    checkpoint_every: int = setting(5, "a whole number of epochs, 1 or more", _at_least(1))
+    keep_checkpoints: int = setting(3, "a whole number, 1 or more", _at_least(1))
+    strategy: Literal["auto", "mirrored", "multi_worker"] = setting(
+        "auto", "one of auto, mirrored, multi_worker")
+
+
+@dataclass(frozen=True)
+class PredictParams:
+    """`predict`: which pictures to read, and below which confidence a reading is unsure."""
+
+    images: str = setting("data/user_images", "a folder of pictures", lambda value: value != "")
+    unsure_below: float = setting(0.5, "a confidence from 0 to 1", _fraction)
+
+
+SECTIONS: dict[str, type] = {"download": DownloadParams, "prepare": PrepareParams,
+                             "train": TrainParams, "predict": PredictParams}
+
+
+@dataclass(frozen=True)
+class Params:
+    """The sections a stage asked for, checked; the others are None."""
+
+    dataset: str | None = None
+    download: DownloadParams | None = None
+    prepare: PrepareParams | None = None
+    train: TrainParams | None = None
+    predict: PredictParams | None = None
+
+
+def read_params(*sections: str, path: str | os.PathLike = PARAMS_FILE) -> Params:
+    """Read `path` and check the named sections (`dataset`, `download`, `prepare`, `train`,
+    `predict`), so each stage checks what it uses and nothing else."""
+    raw = load_file(Path(path))
+    checked: dict[str, Any] = {}
+    for name in sections:
+        if name not in raw:
+            raise DigitrecError(f"{path}: missing section {name!r}")
+        if name == "dataset":
+            checked[name] = _choice(raw[name], tuple(DATASETS), "dataset", path)
+        else:
+            checked[name] = parse_section(SECTIONS[name], raw[name], name, path)
+    return Params(**checked)
+
+
+def load_file(path: Path) -> dict[str, Any]:
+    """The params file as a mapping, with a clear error when it is missing or malformed."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise DigitrecError(f"{path}: not found; run from the project root") from None
+    except OSError as exc:
+        raise DigitrecError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise DigitrecError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
+    try:
+        params = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DigitrecError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(params, dict):
+        raise DigitrecError(f"{path}: expected a mapping of sections at the top level")
+    return params
+
+
+def parse_section(cls: type, raw: Any, key: str, path: str | os.PathLike = PARAMS_FILE) -> Any:
+    """Build the dataclass `cls` from the mapping `raw`: every key known, none missing, each
+    of the right type and in range."""
+    if not isinstance(raw, dict):
+        raise DigitrecError(f"{path}: {key}: expected a mapping of settings, got {raw!r}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(map(str, raw)) - set(known))
+    if unknown:
+        raise DigitrecError(f"{path}: unknown setting {key}.{unknown[0]}; "
+                            f"{key} takes {', '.join(known)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, spec in known.items():
+        if name not in raw:
+            if spec.default is MISSING or cls is not Augment:
+                raise DigitrecError(f"{path}: missing setting {key}.{name} "
+                                    f"({spec.metadata['allowed']})")
+            continue  # an augment mapping may name only what it changes
+        values[name] = _value(raw[name], hints[name], spec, f"{key}.{name}", path)
+    return cls(**values)
+
+
+def _value(value: Any, hint: Any, spec: Any, key: str, path: str | os.PathLike) -> Any:
+    allowed = spec.metadata["allowed"]
+    converted = _convert(value, hint, key, path)
+    if converted is _WRONG or (converted is not None and not _passes(spec, converted)):
+        raise DigitrecError(f"{path}: {key}: expected {allowed}, got {value!r}")
+    return converted
+
+
+def _passes(spec: Any, value: Any) -> bool:
+    return is_dataclass(value) or bool(spec.metadata["check"](value))
+
+
+_WRONG = object()
+
+
+def _convert(value: Any, hint: Any, key: str, path: str | os.PathLike) -> Any:
+    """`value` as the type `hint` says, or _WRONG. Booleans are never numbers, numbers are
+    finite, and whole numbers are not written as 3.0."""
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        return value if isinstance(value, bool) else _WRONG
+    if hint is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _WRONG
+    if hint is float:
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return float(value) if is_number and math.isfinite(value) else _WRONG
+    if hint is str:
+        return value if isinstance(value, str) else _WRONG
+    if origin is Literal:
+        return value if isinstance(value, str) and value in typing.get_args(hint) else _WRONG
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return _WRONG
+        return tuple(value)
+    if origin in (typing.Union, types.UnionType):
+        options = [option for option in typing.get_args(hint) if option is not type(None)]
+        if options == [Augment]:
+            return _augment(value, key, path)
+        for option in sorted(options, key=lambda option: option is not int):
+            converted = _convert(value, option, key, path)
+            if converted is not _WRONG:
+                return converted
+        return _WRONG
+    raise TypeError(f"params.py cannot read settings of type {hint}")  # a bug, not input
+
+
+def _augment(value: Any, key: str, path: str | os.PathLike) -> Augment | None | object:
+    if value is True:
+        return Augment()
+    if value is False:
+        return None
+    if isinstance(value, dict):
+        return parse_section(Augment, value, key, path)
+    return _WRONG
+
+
+def _choice(value: Any, choices: tuple[str, ...], key: str, path: str | os.PathLike) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise DigitrecError(f"{path}: {key}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def params_file_from_command_line(description: str | None = None) -> Path:
+    """The `--params FILE` a stage script was given (default `params.yaml`)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", type=Path, default=PARAMS_FILE,
+                        help="params file (default: %(default)s)")
+    return parser.parse_args().params

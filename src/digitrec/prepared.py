@@ -1,0 +1,108 @@
+"""The prepared-data format: what `data/prepared/` holds, written and read in one place.
+
+- `{train,val,test}_images.npy`: float32 (N, 28, 28, 1), values in [0, 1], white ink on black;
+- `{split}_labels.npy`: uint8 (N,);
+- `train_redrawn.npy`: the training digits drawn again as the predict stage draws a user's
+  picture (see `images.redraw`), same shape as `train_images.npy`;
+- `manifest.json`: `image_shape`, `val_size`, `seed`, the SHA-256 of every source file, and
+  per split its `count`, `class_counts`, `pixel_mean` and `pixel_std`.
+
+The arrays are `.npy` files so that training memory-maps them instead of loading them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitrec.datasets import IMAGE_SHAPE, NUM_CLASSES
+from digitrec.errors import DigitrecError
+from digitrec.files import atomic_write_json
+
+SPLITS = ("train", "val", "test")
+MANIFEST = "manifest.json"
+REDRAWN = "train_redrawn.npy"
+
+
+def images_file(split: str) -> str:
+    return f"{split}_images.npy"
+
+
+def labels_file(split: str) -> str:
+    return f"{split}_labels.npy"
+
+
+def write_split(out_dir: Path, split: str, images: np.ndarray, labels: np.ndarray
+                ) -> dict[str, Any]:
+    """Write one split from uint8 pixels (normalised straight into the .npy file, never held
+    twice in memory) and return its manifest entry."""
+    shape = (len(images), *IMAGE_SHAPE)
+    array = np.lib.format.open_memmap(out_dir / images_file(split), mode="w+",
+                                      dtype=np.float32, shape=shape)
+    np.multiply(images.reshape(shape), np.float32(1 / 255), out=array, dtype=np.float32)
+    array.flush()
+    del array
+    np.save(out_dir / labels_file(split), labels)
+    mean, std = pixel_stats(images)
+    return {
+        "count": int(len(labels)),
+        "class_counts": np.bincount(labels, minlength=NUM_CLASSES).tolist(),
+        "pixel_mean": mean,
+        "pixel_std": std,
+    }
+
+
+def pixel_stats(images: np.ndarray) -> tuple[float, float]:
+    """Mean and std of the normalised pixels, exactly, from a histogram of the uint8 values."""
+    counts = np.bincount(images.reshape(-1), minlength=256).astype(np.float64)
+    values = np.arange(256) / 255.0
+    total = counts.sum()
+    if total == 0:
+        return 0.0, 0.0
+    mean = float(counts @ values / total)
+    var = float(counts @ values**2 / total) - mean**2
+    return mean, float(np.sqrt(max(var, 0.0)))
+
+
+def create_redrawn(out_dir: Path, shape: tuple[int, ...]) -> np.memmap:
+    """An empty redrawn-digits array in `out_dir`, memory-mapped for the writer to fill."""
+    return np.lib.format.open_memmap(out_dir / REDRAWN, mode="w+", dtype=np.float32,
+                                     shape=shape)
+
+
+def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
+    atomic_write_json(out_dir / MANIFEST, manifest)
+
+
+def read_manifest(prepared_dir: Path) -> dict[str, Any]:
+    path = prepared_dir / MANIFEST
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DigitrecError(f"{path}: not found; run the prepare stage first") from None
+    except (OSError, ValueError) as exc:
+        raise DigitrecError(f"{path}: unreadable ({exc}); run the prepare stage again") from None
+
+
+def load_split(prepared_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Memory-map one prepared split: (images float32 (N, 28, 28, 1), labels uint8 (N,))."""
+    images_path = prepared_dir / images_file(split)
+    if not images_path.exists():
+        raise DigitrecError(f"{images_path}: not found; run the prepare stage first")
+    images = np.load(images_path, mmap_mode="r")
+    labels = np.load(prepared_dir / labels_file(split))
+    if len(labels) == 0:
+        raise DigitrecError(f"{images_path}: the {split} split is empty; "
+                            "run the prepare stage again")
+    return images, labels
+
+
+def load_redrawn(prepared_dir: Path) -> np.ndarray:
+    """Memory-map the redrawn training digits (float32 (N, 28, 28, 1))."""
+    path = prepared_dir / REDRAWN
+    if not path.exists():
+        raise DigitrecError(f"{path}: not found; run the prepare stage again")
+    return np.load(path, mmap_mode="r")

@@ -1,0 +1,142 @@
+"""Every params section is checked once: a wrong type, a value out of range, an unknown or
+missing key is one `error:` line naming the key, exit 1, no traceback, nothing written."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from digitrec.errors import DigitrecError
+from digitrec.params import (
+    Augment,
+    DownloadParams,
+    PredictParams,
+    PrepareParams,
+    TrainParams,
+    parse_section,
+    read_params,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_code_defaults_equal_the_shipped_params_yaml():
+    params = read_params("dataset", "download", "prepare", "train", "predict",
+                         path=ROOT / "params.yaml")
+    assert params.dataset == "mnist"
+    assert params.download == DownloadParams()
+    assert params.prepare == PrepareParams()
+    assert params.train == TrainParams()
+    assert params.predict == PredictParams()
+
+
+def with_change(section: str, key: str | None, value) -> dict:
+    """The shipped params with one value changed (`key` None: the whole section; a value of
+    `...`: the key removed)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    target = params
+    if key is None:
+        params[section] = value
+        return params
+    *parents, last = [section, *key.split(".")]
+    for name in parents:
+        target = target[name]
+    if value is ...:
+        del target[last]
+    else:
+        target[last] = value
+    return params
+
+
+# (section, key, bad value, what the error must say)
+BAD = [
+    ("train", "learning_rate", "abc", "train.learning_rate: expected a positive number, got 'abc'"),
+    ("train", "learning_rate", float("inf"), "train.learning_rate: expected a positive number"),
+    ("train", "learning_rate", 0, "train.learning_rate: expected a positive number, got 0"),
+    ("train", "epochs", "3", "train.epochs: expected a whole number, 1 or more, got '3'"),
+    ("train", "epochs", 1.5, "train.epochs: expected a whole number, 1 or more, got 1.5"),
+    ("train", "epochs", 0, "train.epochs: expected a whole number, 1 or more, got 0"),
+    ("train", "epochs", True, "train.epochs: expected a whole number"),
+    ("train", "augment", [1, 2], "train.augment: expected true, false, or a mapping"),
+    ("train", "augment", "yes", "train.augment: expected true, false, or a mapping"),
+    ("train", "augment.shift", "big", "train.augment.shift: expected pixels, 0 or more"),
+    ("train", "augment.redrawn", 1.5, "train.augment.redrawn: expected a share"),
+    ("train", "optimizer", "rmsprop", "train.optimizer: expected one of adam, adamw, sgd"),
+    ("train", "ema", "yes", "train.ema: expected true or false, got 'yes'"),
+    ("train", "epochz", 3, "unknown setting train.epochz; train takes model, epochs"),
+    ("train", "seed", ..., "missing setting train.seed"),
+    ("prepare", "seed", "x", "prepare.seed: expected a whole number, got 'x'"),
+    ("prepare", "val_size", ..., "missing setting prepare.val_size"),
+    ("prepare", "val_size", 1.5, "prepare.val_size: expected a fraction between 0 and 1"),
+    ("prepare", "val_size", 0, "prepare.val_size: expected a fraction"),
+    ("prepare", "val_size", -0.1, "prepare.val_size: expected a fraction"),
+    ("prepare", "val_size", 1.0, "prepare.val_size: expected a fraction"),
+    ("download", "mirrors", "official", "download.mirrors: expected a list of mirrors"),
+    ("download", "mirrors", [], "download.mirrors: expected a list of mirrors"),
+    ("download", "verify", "no", "download.verify: expected true or false"),
+    ("download", "deadline", -5, "download.deadline: expected a positive number of seconds"),
+    ("predict", "unsure_below", 2, "predict.unsure_below: expected a confidence from 0 to 1"),
+    ("predict", None, "pictures/", "predict: expected a mapping of settings"),
+    ("dataset", None, "kmnist", "dataset: expected one of mnist, fashion_mnist, got 'kmnist'"),
+]
+
+
+@pytest.mark.parametrize(("section", "key", "value", "message"), BAD,
+                         ids=[f"{s}.{k}={v!r}" for s, k, v, _ in BAD])
+def test_bad_params_are_one_clear_error(tmp_path, section, key, value, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(with_change(section, key, value)))
+    with pytest.raises(DigitrecError) as error:
+        read_params(section, path=path)
+    assert message in str(error.value)
+    assert str(error.value).startswith(f"{path}: ")
+    assert "\n" not in str(error.value)
+
+
+def test_good_forms_are_read():
+    augments = ((True, Augment()), (False, None), ({"shift": 1}, Augment(shift=1.0)))
+    for value, expected in augments:
+        params = with_change("train", "augment", value)
+        assert parse_section(TrainParams, params["train"], "train").augment == expected
+    counted = with_change("prepare", "val_size", 250)["prepare"]
+    assert parse_section(PrepareParams, counted, "prepare").val_size == 250
+
+
+def test_file_level_problems(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(b"train:\n  model: digitnet\xff\n")
+    with pytest.raises(DigitrecError, match="not valid UTF-8"):
+        read_params("train", path=path)
+    path.write_text("train: [unclosed\n")
+    with pytest.raises(DigitrecError, match="not valid YAML"):
+        read_params("train", path=path)
+    path.write_text("- a list\n")
+    with pytest.raises(DigitrecError, match="expected a mapping of sections"):
+        read_params("train", path=path)
+    with pytest.raises(DigitrecError, match="not found; run from the project root"):
+        read_params("train", path=tmp_path / "missing.yaml")
+    path.write_text("dataset: mnist\n")
+    with pytest.raises(DigitrecError, match="missing section 'train'"):
+        read_params("train", path=path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("stage", "section", "key", "value"), [
+    ("prepare", "prepare", "val_size", 1.5),
+    ("train", "train", "epochs", 1.5),
+    ("download", "download", "mirrors", "official"),
+])
+def test_stage_with_bad_params_writes_nothing_and_exits_1(project, stage, section, key, value):
+    project.set_params(**{section: {key: value}})
+    before = sorted(p.relative_to(project.root) for p in project.root.rglob("*")
+                    if ".git" not in p.parts)
+    result = project.run(sys.executable, f"stages/{stage}.py", check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: params.yaml: ")
+    assert f"{section}.{key}" in result.stderr
+    assert "Traceback" not in result.stderr
+    after = sorted(p.relative_to(project.root) for p in project.root.rglob("*")
+                   if ".git" not in p.parts and "__pycache__" not in p.parts)
+    assert after == [p for p in before if "__pycache__" not in p.parts]
