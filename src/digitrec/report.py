@@ -136,15 +136,19 @@ def draw_steps(rows: list[tuple[Image.Image, list[tuple[str, np.ndarray]]]], pat
     font = _font(13)
     for row, (picture, steps) in enumerate(rows):
         y = 8 + row * (panel + CAPTION)
-        tiles = [("1. the picture", picture.convert("RGB"))]
-        tiles += [(name, Image.fromarray((np.clip(a, 0, 1) * 255).astype(np.uint8)))
-                  for name, a in steps]
-        for column, (name, tile) in enumerate(tiles):
+        # (name, tile, background): a wide or tall step is framed in its own background
+        # (its median grey), so the panel shows no bars that are not in the picture.
+        tiles = [("1. the picture", picture.convert("RGB"), "white")]
+        for name, array in steps:
+            grey = (np.clip(array, 0, 1) * 255).astype(np.uint8)
+            tiles.append((name, Image.fromarray(grey), (int(np.median(grey)),) * 3))
+        for column, (name, tile, background) in enumerate(tiles):
             x = 8 + column * (panel + 8)
             scale = panel / max(tile.size)
             size = (max(1, round(tile.width * scale)), max(1, round(tile.height * scale)))
             small = max(tile.size) < panel / 2  # show the pixels of a 28x28
             tile = tile.resize(size, Image.NEAREST if small else Image.LANCZOS)
+            draw.rectangle([x, y, x + panel - 1, y + panel - 1], fill=background)
             sheet.paste(tile, (x + (panel - size[0]) // 2, y + (panel - size[1]) // 2))
             draw.rectangle([x, y, x + panel - 1, y + panel - 1], outline="#bbbbbb")
             draw.text((x, y + panel + 4), name, fill="black", font=font)
