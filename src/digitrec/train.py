@@ -24,7 +24,7 @@ from digitrec import models
 from digitrec.backend import keras, tf
 from digitrec.data import Augmenter, augment_batch, training_dataset, validation_dataset
 from digitrec.errors import DigitrecError
-from digitrec.files import atomic_path
+from digitrec.modelfile import save_model
 from digitrec.prepare import MANIFEST, load_redrawn, load_split
 
 BACKUP_ROOT_NAME = ".backup"
@@ -183,17 +183,6 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
         save_model(self.model, self.directory / f"epoch-{epoch + 1:03d}.keras")
         for old in sorted(self.directory.glob("epoch-*.keras"))[: -self.keep]:
             old.unlink()
-
-
-def save_model(model: keras.Model, path: Path) -> None:
-    """`model.save`, atomically (Keras wants the temporary name to end in .keras)."""
-    with atomic_path(path) as tmp:
-        staging = tmp.with_suffix(".keras")
-        try:
-            model.save(staging)
-            staging.replace(tmp)
-        finally:
-            staging.unlink(missing_ok=True)
 
 
 @dataclass
