@@ -378,7 +378,7 @@ def test_cli_and_stage_agree(project, model_file):
     (project.root / "models" / "model.keras").write_bytes(model_file.read_bytes())
 
     stage = project.run(sys.executable, "stages/predict.py")
-    assert f"predict: {len(made)} of {len(made)} pictures read (0 failed)" in stage.stdout
+    assert f"predict: {len(made)} of {len(made)} pictures read (0 failed, " in stage.stdout
     with open(project.root / "data/predictions/predictions.csv", encoding="utf-8") as f:
         stage_rows = list(csv.DictReader(f))
     assert [row["file"] for row in stage_rows] == sorted(made)
@@ -413,3 +413,33 @@ def test_cli_exits_non_zero_when_nothing_is_readable(project, model_file):
     assert "a.png: error: empty file" in result.stdout
     assert "error: junk: none of the 1 files could be read" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_cli_reports_accuracy_misreads_and_bad_models(project, model_file, bad_models):
+    folder = project.root / "mine"
+    folder.mkdir()
+    for digit in (1, 3):
+        draw_digit(digit, 160, pen=0.05, ink=20, paper=235, seed=digit).save(
+            folder / f"d{digit}.png")
+    with open(os.fsencode(folder) + b"/\xff.png", "wb") as f:
+        f.write((folder / "d3.png").read_bytes())
+    (folder / "labels.csv").write_text("file,label\nd1.png,1\nd3.png,8\nghost.png,2\n")
+
+    result = run_cli(project, "predict", "mine", "--model", str(model_file), "--csv", "out.csv",
+                     "--unsure-below", "1")
+    assert result.returncode == 0, result.stderr
+    assert "d1.png: 1 (" in result.stdout and ", unsure)" in result.stdout
+    assert "\\xff.png: 3 (" in result.stdout
+    assert "misread (1):\n  d3.png: read 3, label 8" in result.stdout
+    assert "1/2 correct (50.0%)" in result.stdout
+    assert "warning: mine/labels.csv: 1 names match no picture: ghost.png" in result.stderr
+
+    result = run_cli(project, "predict", "mine", "--model", str(bad_models["raw_scores"]),
+                     "--csv", "out.csv")
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("outputs are not probabilities (finite, 0 to 1, "
+                                          "summing to 1); its last layer needs a softmax")
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    with open(project.root / "out.csv", encoding="utf-8") as f:
+        assert len(list(csv.DictReader(f))) == 3  # the first run's CSV, kept
