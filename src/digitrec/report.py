@@ -131,7 +131,7 @@ def draw_mistakes(images: np.ndarray, labels: np.ndarray, probabilities: np.ndar
     worst = wrong[np.argsort(-confidence[wrong], kind="stable")][:count]
     font = _font(12)
     captions = [_text(f"true {names[labels[i]]} → {names[predicted[i]]}", font) for i in worst]
-    tile_w = max([TILE] + [min(MAX_TILE, int(_width(c, font)) + 8) for c in captions])
+    tile_w = max([TILE] + [min(MAX_TILE, int(_width(c, font)) + 9) for c in captions])
     rows = max(1, -(-len(worst) // columns))
     sheet = Image.new("RGB", (columns * tile_w, rows * (TILE + CAPTION) + 24), "white")
     draw = ImageDraw.Draw(sheet)
