@@ -231,6 +231,10 @@ HOSTILE = {
     "name with a newline": Hostile(picture_named(b"two\nlines.png"),
                                    row=("two\\nlines.png", "")),
     "labels with a BOM": Hostile(labels_file("\ufefffile,label\nseven.png,7\n")),
+    "labels naming ./seven.png": Hostile(labels_file("file,label\n./seven.png,7\n")),
+    "labels with two paths given": Hostile(
+        lambda f, m: {**labels_file("file,label\nseven.png,7\n")(f, m),
+                      **direct(lambda p: p.write_bytes((f / "seven.png").read_bytes()))(f, m)}),
     "labels not UTF-8": Hostile(labels_file("file,label\nsieben-\xe4.png,7\n", "latin-1"),
                                 raises=r"labels.csv:2: not UTF-8"),
     "label 12": Hostile(labels_file("file,label\nseven.png,12\n"),

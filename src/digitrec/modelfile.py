@@ -99,7 +99,7 @@ def _keras_load(path: Path) -> Any:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises anything from a bad archive
         reason = _first_line(exc)
-        detail = "" if "not found" in reason.lower() or not reason else f": {reason}"
+        detail = "" if "file not found" in reason.lower() or not reason else f": {reason}"
         raise DigitrecError(f"{path}: not a readable Keras model "
                             f"({type(exc).__name__}{detail})") from None
 

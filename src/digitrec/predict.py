@@ -295,12 +295,13 @@ def require_some(readings: list[Reading], where: str) -> None:
 
 # --- labels ------------------------------------------------------------------------------
 
-def read_labels(path: Path, class_names: Sequence[str] = DIGITS, prefix: str = ""
+def read_labels(path: Path, class_names: Sequence[str] = DIGITS, prefix: str | Path = ""
                 ) -> Labels:
     """A labels file (`file,label` with a header; UTF-8, a byte-order mark allowed).
 
     A label is a class index (0..N-1) or a class name; anything else is refused with its
-    line. A name listed twice is warned about (the last line wins).
+    line. A name listed twice is warned about (the last line wins). Names are keyed as the
+    pictures are reported: `prefix/name`, normalised (`./a.png` is `a.png`).
     """
     text = _labels_text(path)
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -320,7 +321,7 @@ def read_labels(path: Path, class_names: Sequence[str] = DIGITS, prefix: str = "
             line = reader.line_num
             if len(row) <= max(file_at, label_at) or not row[file_at]:
                 raise DigitrecError(f"{path}:{line}: expected a file name and a label")
-            name = readable(prefix + row[file_at])
+            name = readable(Path(prefix, row[file_at]).as_posix())
             labels.values[name] = _class_index(row[label_at], class_names, path, line)
             labels.sources[name] = path
             lines.setdefault(name, []).append(line)
@@ -376,7 +377,7 @@ def folder_labels(paths: Sequence[str | Path], class_names: Sequence[str] = DIGI
         path = given / LABELS_FILE
         if not given.is_dir() or not os.path.lexists(path):
             continue
-        found = read_labels(path, class_names, f"{given.as_posix()}/" if several else "")
+        found = read_labels(path, class_names, given if several else "")
         merged.values.update(found.values)
         merged.sources.update(found.sources)
         merged.warnings += found.warnings
