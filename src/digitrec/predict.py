@@ -258,8 +258,8 @@ def predict_pictures(model_path: Path, pictures: Sequence[tuple[str, Path]], *,
     readings: list[Reading] = []
     with picture_pool(len(pictures)) as pool:
         model = load_model(model_path, num_classes)
-        show = None if progress and len(pictures) >= PROGRESS_FROM else True
-        with tqdm(total=len(pictures), unit="picture", disable=show, file=sys.stderr) as bar:
+        hidden = None if progress and len(pictures) >= PROGRESS_FROM else True  # None: on a tty
+        with tqdm(total=len(pictures), unit="picture", disable=hidden, file=sys.stderr) as bar:
             for start in range(0, len(pictures), CHUNK):
                 chunk = list(pool.map(read_one, pictures[start:start + CHUNK], chunksize=8))
                 predict_readings(model, chunk, threshold)

@@ -25,7 +25,7 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """DejaVu Sans when installed (it has arrows); else Pillow's own font, which has none."""
     try:
         return ImageFont.truetype(FONT_NAME, size)
-    except OSError:
+    except (OSError, ImportError):  # not installed, or Pillow built without FreeType
         return ImageFont.load_default(size=size)
 
 
