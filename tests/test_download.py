@@ -2,8 +2,10 @@ import gzip
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 from helpers import (
     dataset_for,
     folder_digest,
@@ -17,6 +19,8 @@ from digitrec import idx
 from digitrec.datasets import TRAIN_IMAGES, TRAIN_LABELS
 from digitrec.download import DownloadOptions, download
 from digitrec.errors import DigitrecError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FAST = DownloadOptions(attempts=3, backoff=0.01, timeout=5, progress=False)
 
@@ -179,11 +183,11 @@ def test_unverified_subset_still_needs_valid_idx(tmp_path, mirror, arrays, datas
 
 
 def test_stage_failure_is_one_message_without_traceback(tmp_path, mirror):
-    (tmp_path / "params.yaml").write_text(
-        f"dataset: mnist\ndownload:\n  mirrors: ['{mirror.url('nothing/')}']\n  verify: true\n"
-    )
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["download"]["mirrors"] = [mirror.url("nothing/")]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = subprocess.run(
-        [sys.executable, "-m", "digitrec.cli", "download"], cwd=tmp_path,
+        [sys.executable, str(ROOT / "stages" / "download.py")], cwd=tmp_path,
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 1

@@ -1,12 +1,18 @@
 import csv
 import json
+import os
+import struct
 import sys
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from digitrec import images, predict
+from digitrec import images, predict, report
 from digitrec.backend import keras
 from digitrec.examples import draw_digit, make_examples
 
@@ -93,6 +99,277 @@ def test_folder_of_nothing_readable_fails_with_a_message(tmp_path, model_file):
         predict.require_some(readings, str(folder))
 
 
+# --- hostile inputs: one row per case --------------------------------------------------------
+
+def tiny_model(inputs=(28, 28, 1), outputs=10, activation="softmax"):
+    return keras.Sequential([keras.Input(inputs), keras.layers.Flatten(),
+                             keras.layers.Dense(outputs, activation=activation)])
+
+
+@pytest.fixture(scope="module")
+def bad_models(tmp_path_factory, model_file):
+    """Model files that must be refused, by the name of what is wrong with them."""
+    folder = tmp_path_factory.mktemp("bad_models")
+    made = {}
+    for name, model in [("wrong_input", tiny_model(inputs=(32, 32, 1))),
+                        ("no_channel", tiny_model(inputs=(28, 28))),
+                        ("three_outputs", tiny_model(outputs=3)),
+                        ("raw_scores", tiny_model(activation=None)),
+                        ("lambda", keras.Sequential([keras.Input((28, 28, 1)),
+                                                     keras.layers.Lambda(lambda x: x * 2),
+                                                     keras.layers.Flatten(),
+                                                     keras.layers.Dense(10, "softmax")]))]:
+        made[name] = folder / f"{name}.keras"
+        model.save(made[name])
+    good = model_file.read_bytes()
+    made["text"] = folder / "text.keras"
+    made["text"].write_text("this is not a model\n")
+    made["truncated"] = folder / "truncated.keras"
+    made["truncated"].write_bytes(good[: len(good) // 2])
+    made["bit_flipped"] = folder / "bit_flipped.keras"
+    made["bit_flipped"].write_bytes(flip_a_bit_in(model_file, "model.weights.h5"))
+    made["h5_name"] = folder / "model.h5"
+    made["h5_name"].write_bytes(good)
+    made["folder"] = folder / "folder.keras"
+    made["folder"].mkdir()
+    made["fifo"] = folder / "fifo.keras"
+    os.mkfifo(made["fifo"])
+    made["missing"] = folder / "missing.keras"
+    return made
+
+
+def flip_a_bit_in(archive_path, member):
+    """The archive's bytes with one bit flipped in the middle of `member`'s data."""
+    data = bytearray(archive_path.read_bytes())
+    with zipfile.ZipFile(archive_path) as archive:
+        info = archive.getinfo(member)
+    name_length, extra_length = struct.unpack("<HH", data[info.header_offset + 26:
+                                                          info.header_offset + 30])
+    start = info.header_offset + 30 + name_length + extra_length
+    data[start + info.compress_size // 2] ^= 0x10
+    return bytes(data)
+
+
+@dataclass
+class Hostile:
+    """One hostile input: how to make it, and what the user must see.
+
+    `arrange(folder, bad_models)` changes the picture folder (which holds one good picture,
+    seven.png) and returns the run's arguments it overrides: model, paths, csv.
+    A case either `raises` (a DigitrecError matching it; no output written), or succeeds
+    with an error `row` (name, error part) and/or a `warning`.
+    """
+
+    arrange: Callable[[Path, dict], dict]
+    raises: str = ""
+    row: tuple[str, str] | None = None
+    warning: str = ""
+
+
+def labels_file(text, encoding="utf-8"):
+    def arrange(folder, models):
+        (folder / "labels.csv").write_bytes(text.encode(encoding))
+        return {}
+    return arrange
+
+
+def picture_named(raw_name: bytes):
+    def arrange(folder, models):
+        with open(os.fsencode(folder) + b"/" + raw_name, "wb") as f:
+            f.write((folder / "seven.png").read_bytes())
+        return {}
+    return arrange
+
+
+def direct(make):
+    """A path given on the command line beside the folder."""
+    def arrange(folder, models):
+        path = folder.parent / "direct"
+        make(path)
+        return {"paths": [folder, path]}
+    return arrange
+
+
+def fifo_in_folder(folder, models):
+    os.mkfifo(folder / "pipe.png")
+    (folder / "zeros.png").symlink_to("/dev/zero")
+    return {}
+
+
+def csv_to(where):
+    def arrange(folder, models):
+        target = folder.parent / where
+        (folder.parent / "a_file").write_text("x")
+        (folder.parent / "a_folder").mkdir(exist_ok=True)
+        return {"csv": target, "model": models["text"]}  # the csv is checked first
+    return arrange
+
+
+def nothing_readable(folder, models):
+    (folder / "seven.png").write_bytes(b"not a picture")
+    return {}
+
+
+HOSTILE = {
+    **{f"model {name}": Hostile(lambda f, m, name=name: {"model": m[name]}, raises=message)
+       for name, message in [
+           ("text", r"text.keras: not a readable Keras model \(not a zip archive"),
+           ("truncated", r"truncated.keras: not a readable Keras model"),
+           ("bit_flipped", r"bit_flipped.keras: not a readable Keras model \(damaged"),
+           ("lambda", r"lambda.keras: not a readable Keras model"),
+           ("h5_name", r"model.h5: not a Keras model file \(the name must end in .keras"),
+           ("folder", r"folder.keras: not a regular file"),
+           ("fifo", r"fifo.keras: not a regular file"),
+           ("missing", r"missing.keras: no model file"),
+           ("wrong_input", r"takes input \(None, 32, 32, 1\), not \(None, 28, 28, 1\)"),
+           ("no_channel", r"takes input \(None, 28, 28\), not"),
+           ("three_outputs", r"gives output \(None, 3\), not \(None, 10\)"),
+           ("raw_scores", r"outputs are not probabilities"),
+       ]},
+    "name not UTF-8": Hostile(picture_named(b"caf\xe9 \xff.png"),
+                              row=("caf\\xe9 \\xff.png", "")),
+    "name with a newline": Hostile(picture_named(b"two\nlines.png"),
+                                   row=("two\\nlines.png", "")),
+    "labels with a BOM": Hostile(labels_file("\ufefffile,label\nseven.png,7\n")),
+    "labels naming ./seven.png": Hostile(labels_file("file,label\n./seven.png,7\n")),
+    "labels with two paths given": Hostile(
+        lambda f, m: {**labels_file("file,label\nseven.png,7\n")(f, m),
+                      **direct(lambda p: p.write_bytes((f / "seven.png").read_bytes()))(f, m)}),
+    "labels not UTF-8": Hostile(labels_file("file,label\nsieben-\xe4.png,7\n", "latin-1"),
+                                raises=r"labels.csv:2: not UTF-8"),
+    "label 12": Hostile(labels_file("file,label\nseven.png,12\n"),
+                        raises=r"labels.csv:2: label '12' is not a class \(0 to 9\)"),
+    "label -1": Hostile(labels_file("file,label\nx.png,1\nseven.png,-1\n"),
+                        raises=r"labels.csv:3: label '-1' is not a class"),
+    "label x": Hostile(labels_file("file,label\nseven.png,x\n"),
+                       raises=r"labels.csv:2: label 'x' is not a class"),
+    "labels without header": Hostile(labels_file("seven.png,7\n"),
+                                     raises=r"labels.csv:1: expected a header"),
+    "labels twice": Hostile(labels_file("file,label\nseven.png,1\nseven.png,7\n"),
+                            warning="listed more than once, the last line wins: seven.png "
+                                    "on lines 2, 3"),
+    "labels for no picture": Hostile(labels_file("file,label\nseven.png,7\nghost.png,1\n"),
+                                     warning="1 names match no picture: ghost.png"),
+    "csv to a folder": Hostile(csv_to("a_folder"), raises=r"a_folder: is a folder"),
+    "csv under a file": Hostile(csv_to("a_file/out.csv"),
+                                raises=r"out.csv: cannot write there: .*a_file is not a folder"),
+    "csv unwritable": Hostile(lambda f, m: {"csv": Path("/proc/digitrec/out.csv"),
+                                            "model": m["text"]},
+                              raises=r"out.csv: cannot write there"),
+    "fifo given": Hostile(direct(os.mkfifo), row=("direct", "not a regular file (a FIFO)")),
+    "link loop given": Hostile(direct(lambda p: p.symlink_to(p)),
+                               row=("direct", "Too many levels of symbolic links")),
+    "broken link given": Hostile(direct(lambda p: p.symlink_to(p.parent / "gone")),
+                                 row=("direct", "broken symbolic link")),
+    "fifo and /dev/zero in folder": Hostile(fifo_in_folder,
+                                            row=("pipe.png", "not a regular file (a FIFO)")),
+    "no such path": Hostile(lambda f, m: {"paths": [f / "nope"]}, raises="nope: no such file"),
+    "nothing readable": Hostile(nothing_readable, raises="none of the 1 files could be read"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_input_gets_a_clear_answer(tmp_path, model_file, bad_models, case):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    draw_digit(7, 200, pen=0.05, ink=20, paper=235, seed=1).save(folder / "seven.png")
+    run = {"model": model_file, "paths": [folder], "csv": tmp_path / "out" / "predictions.csv"}
+    run.update(case.arrange(folder, bad_models))
+    outputs = predict.Outputs(csv=run["csv"], contact_sheet=tmp_path / "out" / "sheet.png",
+                              metrics=tmp_path / "out" / "predict.json")
+    previous = []  # a previous run's outputs, which a failure must keep
+    for path in outputs.paths():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"previous")
+            previous.append(path)
+        except OSError:
+            pass  # the places no CSV can be written
+
+    if case.raises:
+        with pytest.raises(predict.DigitrecError, match=case.raises) as error:
+            predict.predict_batch(run["model"], run["paths"], outputs)
+        assert "\n" not in str(error.value)
+        assert previous and all(path.read_bytes() == b"previous" for path in previous)
+        return
+
+    batch = predict.predict_batch(run["model"], run["paths"], outputs)
+    with open(outputs.csv, encoding="utf-8", newline="") as f:  # strict UTF-8
+        rows = {row["file"]: row for row in csv.DictReader(f)}
+    assert set(rows) == {r.name for r in batch.readings}
+    assert any(name.endswith("seven.png") and row["prediction"] == "7"
+               for name, row in rows.items())
+    if case.row:
+        name, problem = case.row
+        (row,) = [row for file, row in rows.items() if file.split("/")[-1] == name]
+        assert problem in row["error"], row
+    warnings = "\n".join(batch.warnings)
+    assert case.warning in warnings
+    if not case.warning:
+        assert not warnings
+    assert json.loads(outputs.metrics.read_text())["images"] == len(rows)
+    with Image.open(outputs.contact_sheet) as sheet:
+        assert sheet.width > 0
+
+
+def test_labels_give_accuracy_and_the_misread(tmp_path, model_file):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for digit in (1, 3, 7):
+        draw_digit(digit, 160, pen=0.05, ink=20, paper=235, seed=digit).save(
+            folder / f"d{digit}.png")
+    (folder / "labels.csv").write_text("\ufefffile,label\nd1.png,1\nd3.png,3\nd7.png,2\n",
+                                       encoding="utf-8")
+    batch = predict.predict_batch(model_file, [folder])
+    assert [r.prediction for r in batch.readings] == [1, 3, 7]
+    assert batch.figures["labelled"] == 3 and batch.figures["correct"] == 2
+    assert [r.name for r in batch.misread()] == ["d7.png"]
+    assert "2/3 correct (66.7%)" in predict.summary_line(batch)
+
+
+@pytest.mark.parametrize(("threshold", "unsure"), [(0.0, False), (1.0, True)])
+def test_unsure_readings_are_marked(tmp_path, model_file, threshold, unsure):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    draw_digit(3, 160, pen=0.05, ink=20, paper=235, seed=3).save(folder / "three.png")
+    out = predict.Outputs(csv=tmp_path / "p.csv", metrics=tmp_path / "p.json")
+    batch = predict.predict_batch(model_file, [folder], out, threshold=threshold)
+    with open(out.csv, encoding="utf-8") as f:
+        (row,) = csv.DictReader(f)
+    assert row["unsure"] == ("true" if unsure else "false")
+    assert json.loads(out.metrics.read_text())["unsure"] == int(unsure)
+    assert ("unsure" in predict.summary_line(batch))
+
+
+def test_class_names_label_the_csv(tmp_path, model_file):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    draw_digit(7, 160, pen=0.05, ink=20, paper=235, seed=7).save(folder / "seven.png")
+    names = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+    (folder / "labels.csv").write_text("file,label\nseven.png,seven\n")
+    out = predict.Outputs(csv=tmp_path / "p.csv", contact_sheet=tmp_path / "sheet.png")
+    batch = predict.predict_batch(model_file, [folder], out, class_names=names)
+    with open(out.csv, encoding="utf-8") as f:
+        (row,) = csv.DictReader(f)
+    assert (row["prediction"], row["class"]) == ("7", "seven")
+    assert batch.figures["correct"] == 1
+
+
+def test_big_folders_keep_only_what_the_sheet_shows(tmp_path, model_file):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for index in range(5):
+        draw_digit(index, 80, pen=0.06, ink=0, paper=255, seed=index).save(
+            folder / f"{index}.png")
+    readings = predict.predict_pictures(model_file, predict.find_pictures([folder]),
+                                        keep_prepared=2)
+    assert [r.prepared is not None for r in readings] == [True, True, False, False, False]
+    assert all(r.probabilities is not None for r in readings)
+    report.draw_contact_sheet(readings, {}, tmp_path / "sheet.png", columns=2, limit=2)
+    with Image.open(tmp_path / "sheet.png") as sheet:
+        assert sheet.size == (2 * 300, 96 + 24)  # one row, and the line about the other 3
+
+
 def run_cli(project, *args):
     return project.run(sys.executable, "-m", "digitrec.cli", *args, check=False)
 
@@ -105,7 +382,7 @@ def test_cli_and_stage_agree(project, model_file):
     (project.root / "models" / "model.keras").write_bytes(model_file.read_bytes())
 
     stage = project.run(sys.executable, "stages/predict.py")
-    assert f"predict: {len(made)} of {len(made)} pictures read (0 failed)" in stage.stdout
+    assert f"predict: {len(made)} of {len(made)} pictures read (0 failed, " in stage.stdout
     with open(project.root / "data/predictions/predictions.csv", encoding="utf-8") as f:
         stage_rows = list(csv.DictReader(f))
     assert [row["file"] for row in stage_rows] == sorted(made)
@@ -132,6 +409,25 @@ def test_cli_and_stage_agree(project, model_file):
 
 
 @pytest.mark.slow
+def test_failed_predict_under_dvc_repro_keeps_the_previous_outputs(project, model_file):
+    folder = project.root / "data" / "user_images"
+    (project.root / "models").mkdir()
+    (project.root / "models" / "model.keras").write_bytes(model_file.read_bytes())
+    project.dvc("repro", "--single-item", "predict")
+    kept = [project.root / "data/predictions/predictions.csv",
+            project.root / "data/predictions/contact_sheet.png",
+            project.root / "metrics/predict.json"]
+    before = [path.read_bytes() for path in kept]
+    for picture in folder.iterdir():
+        if picture.name != "labels.csv":
+            picture.write_bytes(b"not a picture any more")
+    result = project.dvc("repro", "--single-item", "predict", check=False)
+    assert result.returncode != 0
+    assert "could be read as a picture of a digit" in result.stdout + result.stderr
+    assert [path.read_bytes() for path in kept] == before
+
+
+@pytest.mark.slow
 def test_cli_exits_non_zero_when_nothing_is_readable(project, model_file):
     (project.root / "junk").mkdir()
     (project.root / "junk" / "a.png").write_bytes(b"")
@@ -140,3 +436,33 @@ def test_cli_exits_non_zero_when_nothing_is_readable(project, model_file):
     assert "a.png: error: empty file" in result.stdout
     assert "error: junk: none of the 1 files could be read" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_cli_reports_accuracy_misreads_and_bad_models(project, model_file, bad_models):
+    folder = project.root / "mine"
+    folder.mkdir()
+    for digit in (1, 3):
+        draw_digit(digit, 160, pen=0.05, ink=20, paper=235, seed=digit).save(
+            folder / f"d{digit}.png")
+    with open(os.fsencode(folder) + b"/\xff.png", "wb") as f:
+        f.write((folder / "d3.png").read_bytes())
+    (folder / "labels.csv").write_text("file,label\nd1.png,1\nd3.png,8\nghost.png,2\n")
+
+    result = run_cli(project, "predict", "mine", "--model", str(model_file), "--csv", "out.csv",
+                     "--unsure-below", "1")
+    assert result.returncode == 0, result.stderr
+    assert "d1.png: 1 (" in result.stdout and ", unsure)" in result.stdout
+    assert "\\xff.png: 3 (" in result.stdout
+    assert "misread (1):\n  d3.png: read 3, label 8" in result.stdout
+    assert "1/2 correct (50.0%)" in result.stdout
+    assert "warning: mine/labels.csv: 1 names match no picture: ghost.png" in result.stderr
+
+    result = run_cli(project, "predict", "mine", "--model", str(bad_models["raw_scores"]),
+                     "--csv", "out.csv")
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("outputs are not probabilities (finite, 0 to 1, "
+                                          "summing to 1); its last layer needs a softmax")
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    with open(project.root / "out.csv", encoding="utf-8") as f:
+        assert len(list(csv.DictReader(f))) == 3  # the first run's CSV, kept

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from digitrec import __version__
 from digitrec.errors import DigitrecError, run_command
+from digitrec.params import PredictParams
 
 DEFAULT_MODEL = Path("models/model.keras")
 STAGES = {
@@ -41,9 +42,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     reader.add_argument("--model", default=str(DEFAULT_MODEL),
                         help="a trained model (default: %(default)s)")
     reader.add_argument("--csv", metavar="OUT.csv", help="also write the predictions as CSV")
+    reader.add_argument("--unsure-below", type=float, default=PredictParams().unsure_below,
+                        metavar="P",
+                        help="mark readings less confident than this unsure "
+                             "(default: %(default)s)")
     args = parser.parse_args(argv)
     if args.command == "predict":
-        run_command(lambda: predict_command(args.paths, args.model, args.csv))
+        run_command(lambda: predict_command(args.paths, args.model, args.csv,
+                                            args.unsure_below))
     run_command(lambda: run_stage_script(args.command, args.params))
 
 
@@ -56,21 +62,44 @@ def run_stage_script(name: str, params_file: str) -> None:
     os.execv(sys.executable, [sys.executable, str(script), "--params", params_file])
 
 
-def predict_command(paths: Sequence[str], model: str, csv_path: str | None) -> str:
-    """`digitrec predict`: one line per picture, then a summary."""
+def predict_command(paths: Sequence[str], model: str, csv_path: str | None,
+                    unsure_below: float = PredictParams().unsure_below,
+                    class_names: Sequence[str] | None = None) -> str:
+    """`digitrec predict`: one line per picture, warnings, the misread labelled pictures,
+    then a summary with the accuracy when a folder holds labels.csv."""
     from digitrec import predict
 
-    readings = predict.predict_paths(Path(model), paths)
+    names = tuple(class_names or predict.DIGITS)
+    outputs = predict.Outputs(csv=Path(csv_path) if csv_path else None)
+    if hasattr(sys.stdout, "reconfigure"):  # a name no terminal encoding can show: escaped
+        sys.stdout.reconfigure(errors="backslashreplace")
+    try:
+        batch = predict.predict_batch(Path(model), paths, outputs, class_names=names,
+                                      threshold=unsure_below, progress=True)
+    except predict.NothingReadable as exc:
+        _print_readings(exc.readings, names)
+        raise
+    _print_readings(batch.readings, names)
+    for warning in batch.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    misread = batch.misread()
+    if misread:
+        print(f"misread ({len(misread)}):")
+        for reading in misread:
+            got = (f"read {names[reading.prediction]}" if reading.probabilities is not None
+                   else "not read")
+            print(f"  {reading.name}: {got}, label {names[batch.labels[reading.name]]}")
+    return predict.summary_line(batch)
+
+
+def _print_readings(readings: list, names: Sequence[str]) -> None:
     for reading in readings:
         if reading.probabilities is None:
             print(f"{reading.name}: error: {reading.error}")
         else:
-            print(f"{reading.name}: {reading.prediction} ({reading.confidence:.1%})")
-    if csv_path:
-        predict.write_csv(Path(csv_path), readings)
-    predict.require_some(readings, ", ".join(paths))
-    failed = sum(r.probabilities is None for r in readings)
-    return f"{len(readings) - failed} of {len(readings)} pictures read ({failed} failed)"
+            unsure = ", unsure" if reading.unsure else ""
+            print(f"{reading.name}: {names[reading.prediction]} "
+                  f"({reading.confidence:.1%}{unsure})")
 
 
 if __name__ == "__main__":

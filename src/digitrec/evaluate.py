@@ -27,7 +27,7 @@ PREDICT_BATCH = 1000
 def evaluate(model_path: Path, prepared_dir: Path, metrics_file: Path, plots_dir: Path,
              class_names: Sequence[str]) -> dict[str, Any]:
     """Score test (headline) and val; write the metrics, plot data and PNG reports."""
-    model = load_model(model_path)
+    model = load_model(model_path, len(class_names))
     test_images, test_labels = load_split(prepared_dir, "test")
     val_images, val_labels = load_split(prepared_dir, "val")
     test = model_probabilities(model, test_images)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 from tqdm import tqdm
@@ -21,7 +22,7 @@ def parallel_map(function: Callable[[Item], Result], items: Sequence[Item],
 
     With `progress`, a bar of that name counts the items done (on a terminal only).
     """
-    with _pool(len(items)) as pool:
+    with worker_pool(len(items)) as pool:
         results = pool.map(function, items, chunksize=chunksize)
         if progress is not None:
             results = tqdm(results, total=len(items), desc=progress, file=sys.stderr,
@@ -29,13 +30,21 @@ def parallel_map(function: Callable[[Item], Result], items: Sequence[Item],
         return list(results)
 
 
-def _pool(count: int) -> Executor:
-    """Processes while TensorFlow is not loaded and there is enough work; threads otherwise.
+@contextmanager
+def worker_pool(count: int) -> Iterator[Executor]:
+    """One worker per core for `count` items: processes while TensorFlow is not loaded and
+    there is enough work, threads otherwise.
 
     Forking a process that already runs TensorFlow's threads is unsafe, and starting fresh
-    interpreters costs more than the work they would share.
+    interpreters costs more than the work they would share. The processes are all forked
+    when the pool opens, so a caller may load TensorFlow afterwards and keep using them.
     """
     workers = os.cpu_count() or 1
     if count >= 4 * workers and "tensorflow" not in sys.modules and os.name == "posix":
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-    return ThreadPoolExecutor(workers)
+        pool: Executor = ProcessPoolExecutor(workers,
+                                             mp_context=multiprocessing.get_context("fork"))
+        pool.submit(int).result()  # a forking pool starts all its workers on first use
+    else:
+        pool = ThreadPoolExecutor(workers)
+    with pool:
+        yield pool

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -13,10 +15,50 @@ CELL = 44
 MARGIN = 56
 TILE = 84
 CAPTION = 30
+MAX_TILE = 200         # widest mistake tile, for long class names
+SHEET_LIMIT = 200      # pictures drawn on a contact sheet
+FONT_NAME = "DejaVuSans.ttf"   # Debian's fonts-dejavu-core; found in the system font folders
+PLAIN = {"→": "->", "↓": "v", "…": "..."}
 
 
-def _font(size: int) -> ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """DejaVu Sans when installed (it has arrows); else Pillow's own font, which has none."""
+    try:
+        return ImageFont.truetype(FONT_NAME, size)
+    except (OSError, ImportError):  # not installed, or Pillow built without FreeType
+        return ImageFont.load_default(size=size)
+
+
+def _has_symbols(font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> bool:
+    return Path(str(getattr(font, "path", ""))).name == FONT_NAME
+
+
+def _text(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> str:
+    """`text` with arrows and ellipses spelled in ASCII when the font would draw boxes."""
+    if _has_symbols(font):
+        return text
+    for symbol, plain in PLAIN.items():
+        text = text.replace(symbol, plain)
+    return text
+
+
+def _fit(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: float) -> str:
+    """`text` shortened at the front with an ellipsis until it is at most `width` wide."""
+    text = _text(text, font)
+    if _width(text, font) <= width:
+        return text
+    dots = _text("…", font)
+    while text and _width(dots + text, font) > width:
+        text = text[1:]
+    return dots + text
+
+
+def _width(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> float:
+    return font.getlength(text)
+
+
+def _names(class_names: Sequence[str] | None, count: int) -> list[str]:
+    return list(class_names) if class_names is not None else [str(i) for i in range(count)]
 
 
 def save_png(image: Image.Image, path: Path) -> None:
@@ -24,23 +66,35 @@ def save_png(image: Image.Image, path: Path) -> None:
         image.save(tmp, format="PNG", optimize=True)
 
 
-def draw_confusion(counts: np.ndarray, path: Path, class_names: list[str] | None = None
+def draw_confusion(counts: np.ndarray, path: Path, class_names: Sequence[str] | None = None
                    ) -> None:
-    """A confusion matrix: rows are true digits, columns predictions, shaded by row share."""
+    """A confusion matrix: rows are true classes, columns predictions, shaded by row share.
+
+    Class names too wide for a cell are written upwards above their column.
+    """
     n = len(counts)
-    size = MARGIN + n * CELL + 8
-    image = Image.new("RGB", (size, size + 24), "white")
-    draw = ImageDraw.Draw(image)
+    names = _names(class_names, n)
     font, small = _font(14), _font(12)
+    left = max(MARGIN, int(max(_width(name, font) for name in names)) + 16)
+    upright = all(_width(name, font) <= CELL - 4 for name in names)
+    top = MARGIN if upright else int(max(_width(name, font) for name in names)) + 36
+    width, height = left + n * CELL + 8, top + n * CELL + 8
+    image = Image.new("RGB", (width, height + 24), "white")
+    draw = ImageDraw.Draw(image)
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    draw.text((MARGIN, 4), "predicted →", fill="black", font=small)
-    draw.text((4, MARGIN - 18), "true ↓", fill="black", font=small)
-    for i in range(n):
-        draw.text((MARGIN + i * CELL + CELL // 2 - 4, 22), str(i), fill="black", font=font)
-        draw.text((MARGIN - 18, MARGIN + i * CELL + CELL // 2 - 8), str(i), fill="black",
-                  font=font)
+    draw.text((left, 4), _text("predicted →", small), fill="black", font=small)
+    draw.text((4, top - 18), _text("true ↓", small), fill="black", font=small)
+    for i, name in enumerate(names):
+        column_x = left + i * CELL
+        if upright:
+            draw.text((column_x + (CELL - _width(name, font)) / 2, top - 34), name,
+                      fill="black", font=font)
+        else:
+            _upwards(image, name, font, column_x + CELL // 2, top - 6)
+        draw.text((left - 8 - _width(name, font), top + i * CELL + CELL // 2 - 8), name,
+                  fill="black", font=font)
         for j in range(n):
-            x, y = MARGIN + j * CELL, MARGIN + i * CELL
+            x, y = left + j * CELL, top + i * CELL
             if i == j:
                 shade = (int(255 - 155 * share[i, j]), int(255 - 60 * share[i, j]), 255)
             else:
@@ -48,55 +102,74 @@ def draw_confusion(counts: np.ndarray, path: Path, class_names: list[str] | None
                 shade = (255, int(255 - 170 * strength), int(255 - 170 * strength))
             draw.rectangle([x, y, x + CELL - 1, y + CELL - 1], fill=shade, outline="#dddddd")
             text = str(int(counts[i, j]))
-            width = draw.textlength(text, font=small)
-            draw.text((x + (CELL - width) / 2, y + CELL / 2 - 7), text, fill="black", font=small)
+            draw.text((x + (CELL - _width(text, small)) / 2, y + CELL / 2 - 7), text,
+                      fill="black", font=small)
     total = counts.sum()
     accuracy = np.trace(counts) / total if total else 0.0
-    draw.text((MARGIN, size), f"{total} test images, accuracy {accuracy:.2%}", fill="black",
+    draw.text((left, height), f"{total} test images, accuracy {accuracy:.2%}", fill="black",
               font=small)
     save_png(image, path)
 
 
+def _upwards(image: Image.Image, text: str, font: Any, centre_x: int, bottom: int) -> None:
+    """Write `text` reading upwards, centred on `centre_x`, ending at `bottom`."""
+    box = font.getbbox(text)
+    tile = Image.new("L", (int(box[2]) + 2, int(box[3]) + 2), 0)
+    ImageDraw.Draw(tile).text((0, 0), text, fill=255, font=font)
+    tile = tile.rotate(90, expand=True)
+    image.paste("black", (centre_x - tile.width // 2, bottom - tile.height), mask=tile)
+
+
 def draw_mistakes(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
                   path: Path, count: int = 36, columns: int = 9,
-                  class_names: list[str] | None = None) -> None:
-    """The most confident mistakes: each digit with its true label, prediction, confidence."""
+                  class_names: Sequence[str] | None = None) -> None:
+    """The most confident mistakes: each picture with its true class, prediction, confidence."""
+    names = _names(class_names, probabilities.shape[1])
     predicted = probabilities.argmax(axis=1)
     confidence = probabilities.max(axis=1)
     wrong = np.flatnonzero(predicted != labels)
     worst = wrong[np.argsort(-confidence[wrong], kind="stable")][:count]
-    rows = max(1, -(-len(worst) // columns))
-    sheet = Image.new("RGB", (columns * TILE, rows * (TILE + CAPTION) + 24), "white")
-    draw = ImageDraw.Draw(sheet)
     font = _font(12)
+    captions = [_text(f"true {names[labels[i]]} → {names[predicted[i]]}", font) for i in worst]
+    tile_w = max([TILE] + [min(MAX_TILE, int(_width(c, font)) + 9) for c in captions])
+    rows = max(1, -(-len(worst) // columns))
+    sheet = Image.new("RGB", (columns * tile_w, rows * (TILE + CAPTION) + 24), "white")
+    draw = ImageDraw.Draw(sheet)
     title = (f"{len(wrong)} mistakes; the {len(worst)} most confident" if len(wrong)
              else "no mistakes")
     draw.text((4, 4), title, fill="black", font=font)
-    for slot, index in enumerate(worst):
-        x, y = (slot % columns) * TILE, 24 + (slot // columns) * (TILE + CAPTION)
+    for slot, (index, caption) in enumerate(zip(worst, captions, strict=True)):
+        x, y = (slot % columns) * tile_w, 24 + (slot // columns) * (TILE + CAPTION)
         pixels = (np.asarray(images[index])[..., 0] * 255).clip(0, 255).astype(np.uint8)
         digit = Image.fromarray(255 - pixels).resize((TILE - 8, TILE - 8), Image.NEAREST)
-        sheet.paste(digit, (x + 4, y + 4))
-        draw.text((x + 4, y + TILE - 2), f"true {labels[index]} → {predicted[index]}",
-                  fill="black", font=font)
+        sheet.paste(digit, (x + (tile_w - digit.width) // 2, y + 4))
+        draw.text((x + 4, y + TILE - 2), _fit(caption, font, tile_w - 8), fill="black",
+                  font=font)
         draw.text((x + 4, y + TILE + 12), f"{confidence[index]:.0%} sure", fill="#b00000",
                   font=font)
     save_png(sheet, path)
 
 
-def draw_contact_sheet(readings: list, labels: dict[str, int], path: Path,
-                       columns: int = 4) -> None:
-    """Per picture: the original, the 28x28 the model saw, the prediction and confidence."""
+def draw_contact_sheet(readings: list, labels: dict[str, int], path: Path, columns: int = 4,
+                       class_names: Sequence[str] | None = None, limit: int = SHEET_LIMIT
+                       ) -> None:
+    """Per picture: the original, the 28x28 the model saw, the prediction and confidence.
+
+    Only the first `limit` pictures are drawn (a sheet of thousands would be larger than
+    Pillow agrees to open); a line at the bottom says how many more the CSV lists.
+    """
     cell_w, cell_h = 300, 96
-    rows = max(1, -(-len(readings) // columns))
-    sheet = Image.new("RGB", (columns * cell_w, rows * cell_h), "white")
+    names = _names(class_names, 10)
+    shown, rest = readings[:limit], max(0, len(readings) - limit)
+    rows = max(1, -(-len(shown) // columns))
+    sheet = Image.new("RGB", (columns * cell_w, rows * cell_h + (24 if rest else 0)), "white")
     draw = ImageDraw.Draw(sheet)
     font, small = _font(14), _font(11)
-    for slot, reading in enumerate(readings):
+    for slot, reading in enumerate(shown):
         x, y = (slot % columns) * cell_w, (slot // columns) * cell_h
         draw.rectangle([x, y, x + cell_w - 1, y + cell_h - 1], outline="#dddddd")
-        name = reading.name if len(reading.name) <= 40 else "…" + reading.name[-39:]
-        draw.text((x + 4, y + 2), name, fill="#444444", font=small)
+        draw.text((x + 4, y + 2), _fit(reading.name, small, cell_w - 8), fill="#444444",
+                  font=small)
         if reading.prepared is not None:
             sheet.paste(reading.prepared.thumbnail, (x + 4, y + 18))
             seen = (reading.prepared.digit * 255).astype(np.uint8)
@@ -107,10 +180,17 @@ def draw_contact_sheet(readings: list, labels: dict[str, int], path: Path,
             continue
         expected = labels.get(reading.name)
         colour = "#b00000" if expected is not None and expected != reading.prediction else "black"
-        draw.text((x + 140, y + 24), f"reads {reading.prediction}", fill=colour, font=font)
-        draw.text((x + 140, y + 44), f"{reading.confidence:.0%} sure", fill="#444444", font=small)
+        draw.text((x + 140, y + 24), _fit(f"reads {names[reading.prediction]}", font,
+                                          cell_w - 144), fill=colour, font=font)
+        sure = f"{reading.confidence:.0%} sure" + (", unsure" if reading.unsure else "")
+        draw.text((x + 140, y + 44), sure, fill="#b36b00" if reading.unsure else "#444444",
+                  font=small)
         if expected is not None:
-            draw.text((x + 140, y + 62), f"label {expected}", fill="#444444", font=small)
+            draw.text((x + 140, y + 62), _fit(f"label {names[expected]}", small, cell_w - 144),
+                      fill="#444444", font=small)
+    if rest:
+        draw.text((4, rows * cell_h + 4), f"{rest} more pictures are not drawn here; the CSV "
+                  f"lists all {len(readings)}", fill="black", font=font)
     save_png(sheet, path)
 
 

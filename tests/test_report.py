@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+from PIL import Image, ImageFont
+
+from digitrec import report
+
+FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+           "Sneaker", "Bag", "Ankle boot")
+
+
+def dejavu_installed():
+    try:
+        ImageFont.truetype(report.FONT_NAME, 12)
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not dejavu_installed(), reason="DejaVu Sans is not installed")
+def test_arrows_are_drawn_with_a_font_that_has_them():
+    font = report._font(12)
+    assert report._text("true 5 → 3", font) == "true 5 → 3"
+
+
+def test_without_dejavu_arrows_fall_back_to_plain_text(monkeypatch):
+    monkeypatch.setattr(report, "FONT_NAME", "NoSuchFont-digitrec.ttf")
+    font = report._font(12)
+    assert report._text("predicted →", font) == "predicted ->"
+    assert report._text("true ↓", font) == "true v"
+    assert report._fit("a-very-long-file-name.png", font, 60).startswith("...")
+
+
+@pytest.mark.parametrize("names", [None, FASHION])
+def test_confusion_and_mistakes_take_class_names(tmp_path, names):
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 50, size=(10, 10))
+    report.draw_confusion(counts, tmp_path / "confusion.png", class_names=names)
+    labels = rng.integers(0, 10, size=40)
+    probabilities = rng.dirichlet(np.ones(10), size=40)
+    images = rng.random((40, 28, 28, 1))
+    report.draw_mistakes(images, labels, probabilities, tmp_path / "mistakes.png",
+                         class_names=names)
+    with Image.open(tmp_path / "confusion.png") as confusion:
+        width = confusion.width
+    longest = max(report._width(n, report._font(14)) for n in names or ["0"])
+    assert width >= longest + 10 * report.CELL  # the row names fit beside the cells
