@@ -15,7 +15,7 @@ import numpy as np
 
 from digitrec import idx
 from digitrec.datasets import (
-    FILE_NAMES,
+    MNIST,
     TEST_IMAGES,
     TEST_LABELS,
     TRAIN_IMAGES,
@@ -63,9 +63,10 @@ def write_raw(folder: Path, arrays: dict[str, np.ndarray]) -> None:
 def dataset_for(arrays: dict[str, np.ndarray], mirrors: tuple[str, ...] = ()) -> Dataset:
     """A catalog entry whose checksums are those of `arrays`, as the real ones are of MNIST."""
     files = []
-    for name in FILE_NAMES:
+    for name in [f.name for f in MNIST.files]:
         data = idx.encode_idx(arrays[name])
-        files.append(FileSpec(name, len(data), hashlib.sha256(data).hexdigest()))
+        files.append(FileSpec(name, len(data), hashlib.sha256(data).hexdigest(),
+                              arrays[name].ndim))
     return Dataset("synthetic", mirrors, tuple(files), tuple(str(d) for d in range(10)))
 
 
