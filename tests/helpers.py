@@ -8,6 +8,8 @@ import http.server
 import re
 import socket
 import threading
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,3 +141,24 @@ class MirrorServer:
 
 def gzip_bytes(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
+
+
+def gzip_stream(head: bytes, total: int | None = None) -> Iterator[bytes]:
+    """A gzip archive of `head` then zeros, `total` bytes in all (None: forever), compressed
+    as it is sent: 10 GiB of zeros are a 10 MB gzip bomb that costs nothing to serve."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    yield compressor.compress(head) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    block = bytes(1 << 20)
+    size = len(head)
+    while total is None or size < total:
+        part = block if total is None else block[: total - size]
+        size += len(part)
+        yield compressor.compress(part) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    yield compressor.flush()
+
+
+def empty_deflate_blocks() -> Iterator[bytes]:
+    """A gzip header, then empty stored deflate blocks forever: endless input, no output."""
+    yield b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    while True:
+        yield b"\x00\x00\x00\xff\xff" * 4096
