@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.server
 import re
 import socket
 import threading
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,21 +79,41 @@ def folder_digest(folder: Path) -> dict[str, str]:
 
 
 @dataclass
+class Reply:
+    """A scripted, possibly hostile answer: a 200 status line and headers, then the body.
+
+    `body()` yields the body's chunks and may never end; `pause` seconds pass before each
+    chunk, and before each byte of the status line and headers when `trickle_head`.
+    `length`, when given, is announced as Content-Length whatever the body holds.
+    """
+
+    body: Callable[[], Iterable[bytes]]
+    pause: float = 0.0
+    length: int | None = None
+    trickle_head: bool = False
+
+
+@dataclass
 class MirrorServer:
     """A loopback HTTP mirror with switchable faults, recording every request.
 
     `missing`: paths that answer 404. `cut_once`: path -> bytes sent before the connection
-    is dropped, the first time only. `ranges`: whether Range requests get 206.
+    is dropped, the first time only. `ranges`: whether Range requests get 206. `replies`:
+    path -> a scripted Reply (endless, trickling, lying...). `sent`: path -> body bytes sent.
     """
 
     root: Path
     missing: set[str] = field(default_factory=set)
     cut_once: dict[str, int] = field(default_factory=dict)
     ranges: bool = True
+    replies: dict[str, Reply] = field(default_factory=dict)
     requests: list[tuple[str, str | None]] = field(default_factory=list)
+    user_agents: set[str] = field(default_factory=set)
+    sent: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         server = self
+        self._closing = threading.Event()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
@@ -100,6 +122,12 @@ class MirrorServer:
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 range_header = self.headers.get("Range")
                 server.requests.append((self.path, range_header))
+                server.user_agents.add(self.headers.get("User-Agent", ""))
+                if self.path in server.replies:
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):  # the client hung up, as it should
+                        self.send_scripted(server.replies[self.path])
+                    return
                 file = server.root / self.path.lstrip("/")
                 if self.path in server.missing or not file.is_file():
                     self.send_error(404, "Not Found")
@@ -124,6 +152,23 @@ class MirrorServer:
                     return
                 self.wfile.write(body[start:])
 
+            def send_scripted(self, reply: Reply) -> None:
+                head = "HTTP/1.1 200 OK\r\nConnection: close\r\n"
+                if reply.length is not None:
+                    head += f"Content-Length: {reply.length}\r\n"
+                head = (head + "\r\n").encode()
+                for part in ([head[i:i + 1] for i in range(len(head))] if reply.trickle_head
+                             else [head]):
+                    if reply.trickle_head and server._closing.wait(reply.pause):
+                        return
+                    self.wfile.write(part)
+                server.sent[self.path] = 0
+                for chunk in reply.body():
+                    if server._closing.wait(reply.pause):
+                        return
+                    self.wfile.write(chunk)
+                    server.sent[self.path] += len(chunk)
+
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
@@ -135,6 +180,7 @@ class MirrorServer:
         return [path for path, _ in self.requests]
 
     def close(self) -> None:
+        self._closing.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -162,3 +208,17 @@ def empty_deflate_blocks() -> Iterator[bytes]:
     yield b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
     while True:
         yield b"\x00\x00\x00\xff\xff" * 4096
+
+
+def pieces(data: bytes, size: int) -> Callable[[], Iterator[bytes]]:
+    """A Reply body that sends `data` in pieces of `size` bytes."""
+    return lambda: (data[i:i + size] for i in range(0, len(data), size))
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    """Poll until `condition()` holds; fail the test naming `what` if it never does."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)

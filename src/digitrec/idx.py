@@ -204,10 +204,13 @@ class GzipIdxStream:
     the bound, so a gzip bomb or an endless body stops within a chunk of it, in little
     memory. Multi-member archives and zero padding between members are accepted, as `gzip`
     accepts them. Errors are GzipError (the compressed layer) or IdxError (the IDX layer).
+    `on_header`, if given, sees the header as soon as it is parsed, before any data is
+    written, and may refuse it by raising.
     """
 
     def __init__(self, name: str | os.PathLike, write: Callable[[bytes], object],
-                 ndim: int | None = None, max_size: int | None = None):
+                 ndim: int | None = None, max_size: int | None = None,
+                 on_header: Callable[[IdxHeader], object] | None = None):
         self.name = name
         self.header: IdxHeader | None = None
         self.compressed = 0  # bytes fed so far
@@ -215,6 +218,7 @@ class GzipIdxStream:
         self._write = write
         self._ndim = ndim
         self._max_size = max_size
+        self._on_header = on_header
         self._magic = bytearray()  # the first two compressed bytes
         self._head = bytearray()  # the first decompressed bytes, until the header is parsed
         self._member = zlib.decompressobj(GZIP_WBITS)
@@ -297,6 +301,8 @@ class GzipIdxStream:
             return
         self.header = parse_header(bytes(self._head), self.name)
         _check_ndim(self.header, self._ndim, self.name)
+        if self._on_header is not None:
+            self._on_header(self.header)
 
     def _known_size(self) -> int:
         """The bound on the decompressed size; before the header, only the header's size."""
