@@ -10,6 +10,7 @@ import sys
 import pytest
 import yaml
 from helpers import (
+    MirrorServer,
     Reply,
     dataset_for,
     empty_deflate_blocks,
@@ -17,6 +18,7 @@ from helpers import (
     gzip_bytes,
     gzip_stream,
     pieces,
+    self_signed_certificate,
     synthetic_dataset_arrays,
     synthetic_digits,
     wait_for,
@@ -167,11 +169,43 @@ def test_hostile_mirror_is_named_and_the_next_one_used(tmp_path, mirror, arrays,
     outcome = download(dataset, [bad, good], tmp_path / "raw", tmp_path / "partial", verify,
                        TIGHT)
     assert outcome[TRAIN_IMAGES] == f"fetched from {good}{TRAIN_IMAGES}.gz"
+    if isinstance(hostile, Reply) and hostile.trickle_head:
+        assert f"/bad/{TRAIN_IMAGES}.gz" not in mirror.sent  # cut before the headers ended
     warnings = capsys.readouterr().err
     assert re.search(f"used the next mirror after {re.escape(bad)}{TRAIN_IMAGES}.gz: {expected}",
                      warnings), warnings
     assert_raw_matches(tmp_path, arrays)
     assert scratch_left(tmp_path / "partial") == []
+
+
+@pytest.mark.parametrize(("hostile", "expected"), [
+    pytest.param(None, None, id="good"),
+    pytest.param(Reply(lambda: itertools.repeat(b""), pause=0.1), "stalled: 0 bytes",
+                 id="silent-after-headers"),
+    pytest.param(Reply(lambda: iter([b""]), pause=0.2, trickle_head=True),
+                 "took longer than the deadline of 2 s", id="trickled-headers"),
+])
+def test_https_mirror_is_verified_and_watched_too(tmp_path, monkeypatch, arrays, dataset,
+                                                  capsys, hostile, expected):
+    pytest.importorskip("cryptography")
+    (tmp_path / "tls").mkdir()
+    certificate, key = self_signed_certificate(tmp_path / "tls")
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate))  # the client trusts this one only
+    server = MirrorServer(tmp_path / "tls", tls=(certificate, key))
+    try:
+        write_archives(server.root / "good", arrays)
+        if hostile is not None:
+            server.replies[f"/bad/{TRAIN_IMAGES}.gz"] = hostile
+        outcome = download(dataset, [server.url("bad/"), server.url("good/")], tmp_path / "raw",
+                           tmp_path / "partial", True, TIGHT)
+    finally:
+        server.close()
+    assert outcome[TRAIN_IMAGES] == f"fetched from {server.url('good/')}{TRAIN_IMAGES}.gz"
+    if hostile is not None and hostile.trickle_head:
+        assert f"/bad/{TRAIN_IMAGES}.gz" not in server.sent  # cut before the headers ended
+    warning = capsys.readouterr().err.splitlines()[0]
+    assert (expected or "HTTP 404 Not Found") in warning, warning
+    assert_raw_matches(tmp_path, arrays)
 
 
 def test_a_gzip_bomb_in_a_local_folder_is_bounded_too(tmp_path, arrays, dataset):

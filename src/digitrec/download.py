@@ -441,7 +441,10 @@ class Watchdog:
     The reading thread checks both after every read. A read can block for long, though: a
     mirror that trickles its headers or a chunk-size line never lets a read return. So a
     thread checks too, a few times a second, and when a bound is broken it shuts the
-    connection's sockets down, which makes the blocked read return at once.
+    connection's socket down, which makes the blocked read return at once. It holds its own
+    duplicate of each socket, taken as soon as the TCP connection stands: that one is
+    never closed under it (so its descriptor is never another file's), and it reaches the
+    connection also while a TLS handshake, which a mirror can trickle too, is under way.
     """
 
     def __init__(self, deadline_at: float, options: DownloadOptions):
@@ -451,7 +454,7 @@ class Watchdog:
         self._min_speed = options.min_speed
         self._window = options.stall_window
         self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
+        self._sockets: list[socket.socket] = []  # our duplicates, closed on exit
         self._window_start: float | None = None  # None until the body starts
         self._window_bytes = 0
         self._received = 0
@@ -465,14 +468,16 @@ class Watchdog:
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         self._thread.join()
+        for sock in self._sockets:
+            sock.close()
 
     def remaining(self) -> float:
         return self._deadline_at - time.monotonic()
 
     def watch(self, sock: socket.socket) -> socket.socket:
-        """Remember a freshly connected socket, to cut it if a bound is broken."""
+        """Keep a duplicate of a freshly connected socket, to cut it if a bound is broken."""
         with self._lock:
-            self._sockets.append(sock)
+            self._sockets.append(sock.dup())
         if self.reason:
             self._cut()
         return sock
@@ -525,10 +530,8 @@ class Watchdog:
         with self._lock:
             sockets = list(self._sockets)
         for sock in sockets:
-            with suppress(OSError):  # closed already
-                # socket.socket's own shutdown, also for TLS sockets: theirs would first drop
-                # the TLS state under the reading thread's feet.
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            with suppress(OSError):  # not connected any more
+                sock.shutdown(socket.SHUT_RDWR)  # for every descriptor of the connection
 
 
 def _opener(watchdog: Watchdog) -> urllib.request.OpenerDirector:
