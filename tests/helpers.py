@@ -81,7 +81,7 @@ def folder_digest(folder: Path) -> dict[str, str]:
 
 @dataclass
 class Reply:
-    """A scripted, possibly hostile answer: a 200 status line and headers, then the body.
+    """A scripted, possibly hostile answer: a status line and headers, then the body.
 
     `body()` yields the body's chunks and may never end; `pause` seconds pass before each
     chunk, and before each byte of the status line and headers when `trickle_head`.
@@ -92,6 +92,8 @@ class Reply:
     pause: float = 0.0
     length: int | None = None
     trickle_head: bool = False
+    status: str = "200 OK"
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -155,9 +157,10 @@ class MirrorServer:
                 self.wfile.write(body[start:])
 
             def send_scripted(self, reply: Reply) -> None:
-                head = "HTTP/1.1 200 OK\r\nConnection: close\r\n"
+                head = f"HTTP/1.1 {reply.status}\r\nConnection: close\r\n"
                 if reply.length is not None:
                     head += f"Content-Length: {reply.length}\r\n"
+                head += "".join(f"{key}: {value}\r\n" for key, value in reply.headers.items())
                 head = (head + "\r\n").encode()
                 for part in ([head[i:i + 1] for i in range(len(head))] if reply.trickle_head
                              else [head]):

@@ -142,6 +142,14 @@ HOSTILE = [
     pytest.param(lambda a: Reply(pieces(archive_of(a[TRAIN_IMAGES]), 65536), length=10**12),
                  True, r"announces 1000000000000 bytes, more than an archive of this file",
                  id="huge-content-length"),
+    pytest.param(lambda a: Reply(lambda: [], status="302 Found",
+                                 headers={"Location": "file:///etc/passwd"}),
+                 True, r"HTTP 302 Found - Redirection to url 'file:///etc/passwd' is not allowed",
+                 id="redirect-to-a-local-file"),
+    pytest.param(lambda a: Reply(lambda: [], status="302 Found",
+                                 headers={"Location": "ftp://127.0.0.1/x.gz"}),
+                 True, r"redirected to ftp://127.0.0.1/x.gz: FTP is not allowed for mirrors",
+                 id="redirect-to-ftp"),
     pytest.param(lambda a: Reply(pieces(archive_of(a[TRAIN_IMAGES]), 1), pause=0.05), True,
                  r"stalled: \d+ bytes in \d+\.\d s, slower than 100 bytes/s", id="trickle"),
     pytest.param(lambda a: Reply(lambda: itertools.repeat(b""), pause=0.1), True,
@@ -205,6 +213,18 @@ def test_https_mirror_is_verified_and_watched_too(tmp_path, monkeypatch, arrays,
         assert f"/bad/{TRAIN_IMAGES}.gz" not in server.sent  # cut before the headers ended
     warning = capsys.readouterr().err.splitlines()[0]
     assert (expected or "HTTP 404 Not Found") in warning, warning
+    assert_raw_matches(tmp_path, arrays)
+
+
+def test_redirect_to_another_http_place_is_followed(tmp_path, mirror, arrays, dataset):
+    write_archives(mirror.root / "good", arrays)
+    for name in arrays:
+        mirror.replies[f"/moved/{name}.gz"] = Reply(
+            lambda: [], status="301 Moved Permanently",
+            headers={"Location": f"{mirror.url('good/')}{name}.gz"})
+    outcome = download(dataset, [mirror.url("moved/")], tmp_path / "raw", tmp_path / "partial",
+                       True, TIGHT)
+    assert all("/moved/" in how for how in outcome.values())
     assert_raw_matches(tmp_path, arrays)
 
 

@@ -558,7 +558,7 @@ def _opener(watchdog: Watchdog) -> urllib.request.OpenerDirector:
 
     class NoFtp(urllib.request.FTPHandler):
         def ftp_open(self, req):
-            raise urllib.error.URLError("redirected to FTP, which is not allowed for mirrors")
+            raise MirrorError(f"redirected to {req.full_url}: FTP is not allowed for mirrors")
 
     return urllib.request.build_opener(Http, Https, NoFtp)
 
