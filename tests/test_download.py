@@ -376,6 +376,13 @@ def test_a_second_download_at_the_same_time_is_refused(tmp_path, arrays, dataset
     assert not (tmp_path / "raw").exists()
 
 
+def test_unusable_scratch_folder_is_one_clear_error(tmp_path, arrays, dataset):
+    write_archives(tmp_path / "archives", arrays)
+    (tmp_path / "partial").write_text("a file where the scratch folder belongs")
+    with pytest.raises(DigitrecError, match="partial/.lock: cannot create"):
+        fetch(dataset, [str(tmp_path / "archives")], tmp_path)
+
+
 @pytest.mark.parametrize(("key", "value", "allowed"), [
     ("deadline", "abc", "> 0"),
     ("deadline", float("inf"), "> 0"),

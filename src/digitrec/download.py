@@ -9,8 +9,9 @@ can take); a mirror that breaks a bound is left for the next one.
 
 `data/raw/` changes only once all four files are ready: they are built in the scratch folder
 (`data/downloads/staging/`, beside `data/raw/` on the same file system) and renamed into place
-together, so a failed run leaves `data/raw/` as it was. Scratch is removed on failure, on
-SIGTERM or Ctrl-C, and (after a kill -9) at the start of the next run.
+together, so a failed run leaves `data/raw/` as it was. Temporary files are removed on
+failure, on SIGTERM or Ctrl-C, and (after a kill -9) at the start of the next run; verified
+files of a failed run wait in the staging folder, to be checked again and used by the next.
 """
 
 from __future__ import annotations
@@ -92,20 +93,23 @@ class DownloadOptions:
     progress: bool | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) \
+        """Refuse values no download could honour, naming the `download.*` param."""
+        if not _is_number(self.attempts) or self.attempts != int(self.attempts) \
                 or self.attempts < 1:
             raise DigitrecError(f"download.attempts: expected a whole number >= 1, "
                                 f"got {self.attempts!r}")
-        for name in ("timeout", "deadline", "stall_window"):
-            _require_number(name, getattr(self, name), "> 0", lambda v: v > 0)
-        for name in ("backoff", "min_speed"):
-            _require_number(name, getattr(self, name), ">= 0", lambda v: v >= 0)
+        for name in ("timeout", "deadline", "stall_window", "backoff", "min_speed"):
+            value = getattr(self, name)
+            positive = name in ("timeout", "deadline", "stall_window")
+            if not _is_number(value) or value < 0 or (positive and value == 0):
+                raise DigitrecError(f"download.{name}: expected a number "
+                                    f"{'> 0' if positive else '>= 0'}, got {value!r}")
 
 
-def _require_number(name: str, value: object, allowed: str, check) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) \
-            or not math.isfinite(value) or not check(value):
-        raise DigitrecError(f"download.{name}: expected a number {allowed}, got {value!r}")
+def _is_number(value: object) -> bool:
+    """A finite int or float, and not a bool (YAML's `yes` must not pass for 1)."""
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 def expand_mirrors(mirrors: Sequence[str], dataset: Dataset) -> list[str]:
@@ -242,7 +246,11 @@ def fetch_to(source: str, spec: FileSpec, staged: Path, verify: bool,
 
     The decompressed bytes go to a temporary file beside `staged`, removed whatever happens.
     """
-    fd, name = tempfile.mkstemp(dir=staged.parent, prefix=f".{spec.name}.", suffix=".tmp")
+    try:
+        fd, name = tempfile.mkstemp(dir=staged.parent, prefix=f".{spec.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise DigitrecError(f"{staged.parent}: cannot create a temporary file: "
+                            f"{exc.strerror or exc}") from None
     tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -592,11 +600,14 @@ def scratch_space(partial_dir: Path, raw_dir: Path, keep_staged: bool) -> Iterat
     Complete files a failed run staged are kept for the next one only when `keep_staged`
     (they are verified again before use); everything else is removed at the end.
     """
-    partial_dir.mkdir(parents=True, exist_ok=True)
     staging = partial_dir / STAGING
     with _exclusive_lock(partial_dir / LOCK):
-        remove_stale(partial_dir, raw_dir, keep_staged)
-        staging.mkdir(exist_ok=True)
+        try:
+            remove_stale(partial_dir, raw_dir, keep_staged)
+            staging.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise DigitrecError(f"{staging}: cannot use it for scratch: "
+                                f"{exc.strerror or exc}") from None
         succeeded = False
         try:
             yield staging
@@ -649,26 +660,33 @@ def _move(source: Path, target: Path) -> None:
 
 
 def _remove(path: Path) -> None:
+    """Remove a file or folder if possible; what cannot be removed now goes next time."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
-        path.unlink(missing_ok=True)
+        with suppress(OSError):
+            path.unlink(missing_ok=True)
 
 
 @contextmanager
 def _exclusive_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `path`, or say that another download holds it."""
+    """Hold an exclusive lock on `path` (creating its folder), or say that another run holds it."""
     try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock; one download at a time is then up to the user
-        yield
-        return
-    with open(path, "a") as lock:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path, "a")  # noqa: SIM115 (closed by the `with` below)
+    except OSError as exc:
+        raise DigitrecError(f"{path}: cannot create: {exc.strerror or exc}") from None
+    with lock:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DigitrecError(f"{path}: another download is running in this project; "
-                                "wait for it to finish") from None
+            import fcntl
+        except ImportError:  # not POSIX: one download at a time is then up to the user
+            fcntl = None
+        if fcntl is not None:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DigitrecError(f"{path}: another download is running in this project; "
+                                    "wait for it to finish") from None
         yield
 
 
