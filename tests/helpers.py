@@ -102,7 +102,8 @@ class MirrorServer:
 
     `missing`: paths that answer 404. `cut_once`: path -> bytes sent before the connection
     is dropped, the first time only. `ranges`: whether Range requests get 206. `replies`:
-    path -> a scripted Reply (endless, trickling, lying...). `sent`: path -> body bytes sent.
+    path -> a scripted Reply (endless, trickling, lying...). `sent`: path -> body bytes sent
+    of a Reply (present once its headers were all sent). `tls`: serve HTTPS instead.
     """
 
     root: Path
@@ -113,7 +114,7 @@ class MirrorServer:
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     user_agents: set[str] = field(default_factory=set)
     sent: dict[str, int] = field(default_factory=dict)
-    tls: tuple[Path, Path] | None = None  # (certificate, key): serve HTTPS
+    tls: tuple[Path, Path] | None = None  # (certificate, key)
 
     def __post_init__(self) -> None:
         server = self
