@@ -9,7 +9,7 @@ from digitrec.errors import run_command
 from digitrec.params import params_file_from_command_line, read_params
 
 RAW = Path("data/raw")
-PARTIAL = Path("data/downloads")  # scratch for transfers in progress, not an output
+SCRATCH = Path("data/downloads")  # transfers in progress and staging, not an output
 
 
 def main(params_file: Path) -> str:
@@ -18,8 +18,9 @@ def main(params_file: Path) -> str:
     if not options.verify:
         print("warning: download.verify is false: checksums are not checked, "
               "only the IDX structure", file=sys.stderr)
-    outcome = download(dataset, options.mirrors, RAW, PARTIAL, options.verify,
-                       DownloadOptions())
+    bounds = DownloadOptions(deadline=options.deadline, min_speed=options.min_speed,
+                             stall_window=options.stall_window)
+    outcome = download(dataset, options.mirrors, RAW, SCRATCH, options.verify, bounds)
     fetched = sum(how.startswith("fetched") for how in outcome.values())
     checked = "verified against official checksums" if options.verify else "IDX structure checked"
     return (f"download: {dataset.name}: {len(outcome)} files in {RAW}/ "

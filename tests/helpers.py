@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.server
 import json
 import re
 import socket
+import ssl
 import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +21,7 @@ import numpy as np
 
 from digitrec import idx
 from digitrec.datasets import (
-    FILE_NAMES,
+    MNIST,
     TEST_IMAGES,
     TEST_LABELS,
     TRAIN_IMAGES,
@@ -64,9 +69,10 @@ def write_raw(folder: Path, arrays: dict[str, np.ndarray]) -> None:
 def dataset_for(arrays: dict[str, np.ndarray], mirrors: tuple[str, ...] = ()) -> Dataset:
     """A catalog entry whose checksums are those of `arrays`, as the real ones are of MNIST."""
     files = []
-    for name in FILE_NAMES:
+    for name in [f.name for f in MNIST.files]:
         data = idx.encode_idx(arrays[name])
-        files.append(FileSpec(name, len(data), hashlib.sha256(data).hexdigest()))
+        files.append(FileSpec(name, len(data), hashlib.sha256(data).hexdigest(),
+                              arrays[name].ndim))
     return Dataset("synthetic", mirrors, tuple(files), tuple(str(d) for d in range(10)))
 
 
@@ -88,21 +94,45 @@ def folder_digest(folder: Path) -> dict[str, str]:
 
 
 @dataclass
+class Reply:
+    """A scripted, possibly hostile answer: a status line and headers, then the body.
+
+    `body()` yields the body's chunks and may never end; `pause` seconds pass before each
+    chunk, and before each byte of the status line and headers when `trickle_head`.
+    `length`, when given, is announced as Content-Length whatever the body holds.
+    """
+
+    body: Callable[[], Iterable[bytes]]
+    pause: float = 0.0
+    length: int | None = None
+    trickle_head: bool = False
+    status: str = "200 OK"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class MirrorServer:
     """A loopback HTTP mirror with switchable faults, recording every request.
 
     `missing`: paths that answer 404. `cut_once`: path -> bytes sent before the connection
-    is dropped, the first time only. `ranges`: whether Range requests get 206.
+    is dropped, the first time only. `ranges`: whether Range requests get 206. `replies`:
+    path -> a scripted Reply (endless, trickling, lying...). `sent`: path -> body bytes sent
+    of a Reply (present once its headers were all sent). `tls`: serve HTTPS instead.
     """
 
     root: Path
     missing: set[str] = field(default_factory=set)
     cut_once: dict[str, int] = field(default_factory=dict)
     ranges: bool = True
+    replies: dict[str, Reply] = field(default_factory=dict)
     requests: list[tuple[str, str | None]] = field(default_factory=list)
+    user_agents: set[str] = field(default_factory=set)
+    sent: dict[str, int] = field(default_factory=dict)
+    tls: tuple[Path, Path] | None = None  # (certificate, key)
 
     def __post_init__(self) -> None:
         server = self
+        self._closing = threading.Event()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
@@ -111,6 +141,12 @@ class MirrorServer:
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 range_header = self.headers.get("Range")
                 server.requests.append((self.path, range_header))
+                server.user_agents.add(self.headers.get("User-Agent", ""))
+                if self.path in server.replies:
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):  # the client hung up, as it should
+                        self.send_scripted(server.replies[self.path])
+                    return
                 file = server.root / self.path.lstrip("/")
                 if self.path in server.missing or not file.is_file():
                     self.send_error(404, "Not Found")
@@ -135,20 +171,119 @@ class MirrorServer:
                     return
                 self.wfile.write(body[start:])
 
+            def send_scripted(self, reply: Reply) -> None:
+                head = f"HTTP/1.1 {reply.status}\r\nConnection: close\r\n"
+                if reply.length is not None:
+                    head += f"Content-Length: {reply.length}\r\n"
+                head += "".join(f"{key}: {value}\r\n" for key, value in reply.headers.items())
+                head = (head + "\r\n").encode()
+                for part in ([head[i:i + 1] for i in range(len(head))] if reply.trickle_head
+                             else [head]):
+                    if reply.trickle_head and server._closing.wait(reply.pause):
+                        return
+                    self.wfile.write(part)
+                server.sent[self.path] = 0
+                for chunk in reply.body():
+                    if server._closing.wait(reply.pause):
+                        return
+                    self.wfile.write(chunk)
+                    server.sent[self.path] += len(chunk)
+
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     def url(self, prefix: str = "") -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/{prefix}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self._httpd.server_address[1]}/{prefix}"
 
     def paths_requested(self) -> list[str]:
         return [path for path, _ in self.requests]
 
     def close(self) -> None:
+        self._closing.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 
 
 def gzip_bytes(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
+
+
+def gzip_stream(head: bytes, total: int | None = None) -> Iterator[bytes]:
+    """A gzip archive of `head` then zeros, `total` bytes in all (None: forever), compressed
+    as it is sent: 10 GiB of zeros are a 10 MB gzip bomb that costs nothing to serve."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    yield compressor.compress(head) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    block = bytes(1 << 20)
+    size = len(head)
+    while total is None or size < total:
+        part = block if total is None else block[: total - size]
+        size += len(part)
+        yield compressor.compress(part) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    yield compressor.flush()
+
+
+def empty_deflate_blocks() -> Iterator[bytes]:
+    """A gzip header, then empty stored deflate blocks forever: endless input, no output."""
+    yield b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    while True:
+        yield b"\x00\x00\x00\xff\xff" * 4096
+
+
+def pieces(data: bytes, size: int) -> Callable[[], Iterator[bytes]]:
+    """A Reply body that sends `data` in pieces of `size` bytes."""
+    return lambda: (data[i:i + size] for i in range(0, len(data), size))
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    """Poll until `condition()` holds; fail the test naming `what` if it never does."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, for a loopback HTTPS mirror that a client
+    trusts when SSL_CERT_FILE names the certificate."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    public = key.public_key()
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, key_cert_sign=True, content_commitment=False,
+            key_encipherment=False, data_encipherment=False, key_agreement=False,
+            crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public),
+                       critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path

@@ -18,16 +18,20 @@ TRAIN_IMAGES = "train-images-idx3-ubyte"
 TRAIN_LABELS = "train-labels-idx1-ubyte"
 TEST_IMAGES = "t10k-images-idx3-ubyte"
 TEST_LABELS = "t10k-labels-idx1-ubyte"
-FILE_NAMES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 
 
 @dataclass(frozen=True)
 class FileSpec:
-    """One decompressed IDX file: its standard name, byte size and SHA-256."""
+    """One decompressed IDX file: its standard name, byte size, SHA-256 and number of dimensions.
+
+    `ndim` lets a download refuse a file of the wrong kind (labels where images belong) as
+    soon as its header arrives, even when checksums are not verified.
+    """
 
     name: str
     size: int
     sha256: str
+    ndim: int
 
     @property
     def archive_name(self) -> str:
@@ -52,13 +56,13 @@ MNIST = Dataset(
     ),
     files=(
         FileSpec(TRAIN_IMAGES, 47_040_016,
-                 "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+                 "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db", ndim=3),
         FileSpec(TRAIN_LABELS, 60_008,
-                 "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+                 "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5", ndim=1),
         FileSpec(TEST_IMAGES, 7_840_016,
-                 "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+                 "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7", ndim=3),
         FileSpec(TEST_LABELS, 10_008,
-                 "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+                 "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2", ndim=1),
     ),
     class_names=tuple(str(d) for d in range(10)),
 )
@@ -71,13 +75,13 @@ FASHION_MNIST = Dataset(
     ),
     files=(
         FileSpec(TRAIN_IMAGES, 47_040_016,
-                 "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+                 "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888", ndim=3),
         FileSpec(TRAIN_LABELS, 60_008,
-                 "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+                 "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9", ndim=1),
         FileSpec(TEST_IMAGES, 7_840_016,
-                 "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+                 "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b", ndim=3),
         FileSpec(TEST_LABELS, 10_008,
-                 "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+                 "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34", ndim=1),
     ),
     class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),

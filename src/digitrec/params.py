@@ -51,8 +51,9 @@ class DownloadParams:
         lambda value: len(value) > 0 and all(value))
     verify: bool = setting(True, "true or false")
     deadline: float = setting(600.0, "a positive number of seconds", _positive)
+    min_speed: float = setting(4096.0, "bytes per second, 0 or more (0: no stall check)",
+                               _at_least(0))
     stall_window: float = setting(30.0, "a positive number of seconds", _positive)
-    min_speed: float = setting(1024.0, "bytes per second, 0 or more", _at_least(0))
 
 
 @dataclass(frozen=True)
