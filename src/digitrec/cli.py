@@ -64,9 +64,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     reader.add_argument("--model", default=str(config.MODEL_FILE),
                         help="a trained model (default: %(default)s)")
     reader.add_argument("--csv", metavar="OUT.csv", help="also write the predictions as CSV")
+    server = commands.add_parser("serve", help="a drawing page and HTTP API for the model")
+    server.add_argument("--model", default=str(config.MODEL_FILE),
+                        help="a trained model (default: %(default)s)")
+    server.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: %(default)s, this machine only)")
+    server.add_argument("--port", type=int, default=8000,
+                        help="port (default: %(default)s; 0 picks a free one)")
+    exporter = commands.add_parser("export", help="write the model for other runtimes")
+    exporter.add_argument("--model", default=str(config.MODEL_FILE),
+                          help="a trained model (default: %(default)s)")
+    exporter.add_argument("--format", required=True, choices=["savedmodel", "onnx", "tflite"],
+                          help="savedmodel: TensorFlow Serving; onnx: ONNX Runtime; "
+                               "tflite: TensorFlow Lite / LiteRT")
+    exporter.add_argument("--output", required=True, metavar="PATH",
+                          help="where to write it (a folder for savedmodel, else a file)")
     args = parser.parse_args(argv)
     if args.command == "predict":
         sys.exit(_run(lambda: predict_command(args.paths, args.model, args.csv)))
+    if args.command == "serve":
+        sys.exit(_run(lambda: serve_command(args.model, args.host, args.port)))
+    if args.command == "export":
+        sys.exit(_run(lambda: export_command(args.model, args.format, args.output)))
     run_stage(_stage(args.command), args.params)
 
 
@@ -87,6 +106,26 @@ def predict_command(paths: Sequence[str], model: str, csv_path: str | None) -> s
     predict.require_some(readings, ", ".join(paths))
     failed = sum(r.probabilities is None for r in readings)
     return f"{len(readings) - failed} of {len(readings)} pictures read ({failed} failed)"
+
+
+def serve_command(model: str, host: str, port: int) -> str:
+    """`digitrec serve`: runs until Ctrl-C."""
+    from pathlib import Path
+
+    from digitrec.serve import serve
+
+    return serve(Path(model), host, port, announce=lambda line: print(line, flush=True))
+
+
+def export_command(model: str, format: str, output: str) -> str:
+    """`digitrec export`: write the model in another format, checked against Keras."""
+    from pathlib import Path
+
+    from digitrec.export import export
+
+    check = export(Path(model), format, Path(output))
+    return (f"wrote {output} ({format}); checked on {check.count} digits: same answers as "
+            f"Keras, largest difference {check.max_difference:.1e}")
 
 
 if __name__ == "__main__":
