@@ -386,3 +386,27 @@ def test_page_reads_a_digit_drawn_in_a_real_browser(server, tmp_path):
             assert failed == []
         finally:
             browser.close()
+
+
+def test_connections_on_the_listening_socket_send_without_nagle_delay():
+    """asyncio turns Nagle's algorithm off only for sockets that say they are TCP; with it
+    on, each answer on a kept-alive connection waited for the client's delayed ACK."""
+    import asyncio
+
+    async def nodelay_of_an_accepted_connection() -> int:
+        seen = asyncio.get_running_loop().create_future()
+
+        async def handle(reader, writer):
+            sock = writer.get_extra_info("socket")
+            seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        listening = serve.listen("127.0.0.1", 0)
+        server = await asyncio.start_server(handle, sock=listening)
+        _, writer = await asyncio.open_connection(*listening.getsockname()[:2])
+        result = await asyncio.wait_for(seen, 30)
+        writer.close()
+        server.close()
+        return result
+
+    assert asyncio.run(nodelay_of_an_accepted_connection()) != 0
