@@ -197,7 +197,14 @@ def create_app(reader: Reader, max_bytes: int = MAX_BODY) -> Any:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return error(exc.status_code, str(exc.detail), exc.headers)
+        message = str(exc.detail)
+        if exc.status_code == 404:
+            message = f"Not Found: nothing at {request.url.path}; the API is POST /api/predict"
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            message = (f"Method Not Allowed: {request.method} {request.url.path}; "
+                       f"allowed: {allowed}")
+        return error(exc.status_code, message, exc.headers)
 
     async def body_too_large(request: Request, exc: Exception) -> Response:
         return error(413, too_large_message(max_bytes), {"Connection": "close"})
