@@ -43,12 +43,13 @@ def model_file(tmp_path_factory):
 class RunningServer:
     """The app on a real uvicorn server on a free loopback port, in a thread."""
 
-    def __init__(self, model_file: Path, max_bytes: int = serve.MAX_BODY):
+    def __init__(self, model_file: Path, max_bytes: int = serve.MAX_BODY,
+                 idle_seconds: float = serve.BODY_IDLE):
         reader = serve.Reader(load_model(model_file), name=model_file.name)
         self.socket = serve.listen("127.0.0.1", 0)
         self.url = serve.url_of(self.socket)
-        config = uvicorn.Config(serve.create_app(reader, max_bytes), log_level="warning",
-                                lifespan="off")
+        app = serve.create_app(reader, max_bytes, idle_seconds)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, args=([self.socket],),
                                        daemon=True)
@@ -247,9 +248,21 @@ def test_streamed_body_over_the_limit_is_refused_while_it_arrives(model_file, as
                 f"Transfer-Encoding: chunked\r\n\r\n").encode()
         status, answer = raw_exchange(small.address, head, chunked)
         assert status == 413
-        assert "too large" in answer["error"]
+        assert answer["error"] == "request body too large: the limit is 64 KB"
     finally:
         small.stop()
+
+
+def test_a_body_that_stops_arriving_is_given_up(model_file):
+    impatient = RunningServer(model_file, idle_seconds=0.5)
+    try:
+        head = (b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                b"Content-Length: 1000\r\n\r\n")
+        status, answer = raw_exchange(impatient.address, head, b"\x89PNG" * 10)  # then silence
+        assert status == 408
+        assert "stopped arriving" in answer["error"]
+    finally:
+        impatient.stop()
 
 
 def test_concurrent_requests_each_get_their_own_answer(client):

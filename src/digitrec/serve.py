@@ -13,6 +13,7 @@ at most one per core at a time (bounding memory), and every refusal is JSON
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import socket
@@ -29,6 +30,7 @@ from digitrec.images import ImageProblem, load_image, prepare_image
 from digitrec.predict import predict_digits
 
 MAX_BODY = 10 * 1024 * 1024   # bytes of one request body: ample for a phone photo
+BODY_IDLE = 30.0              # seconds a request body may stall before it is given up
 MAX_CONNECTIONS = 64          # beyond this many at once, uvicorn answers 503
 FIELD = "image"               # the multipart form field that holds the picture
 PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
@@ -42,6 +44,10 @@ Send = Callable[[Message], Awaitable[None]]
 
 class BodyTooLarge(Exception):
     """The request body passed the limit while it was being read."""
+
+
+class BodyStalled(Exception):
+    """The request body stopped arriving before its end."""
 
 
 class Reader:
@@ -83,17 +89,21 @@ def answer(probabilities: np.ndarray, digit: np.ndarray, inverted: bool) -> dict
 
 
 class BodyLimit:
-    """ASGI middleware: refuse a body over `max_bytes` before or while it is read.
+    """ASGI middleware: refuse a body over `max_bytes` before or while it is read, and one
+    that stalls for `idle_seconds`.
 
     A declared Content-Length over the limit is answered 413 at once, without reading; a
     body without one (chunked) is counted as it arrives, and the handler reading it gets
-    `BodyTooLarge` at the first chunk past the limit, so it is never held in memory.
+    `BodyTooLarge` at the first chunk past the limit, so it is never held in memory. A
+    client that stops sending mid-body gets `BodyStalled` (408) instead of holding a
+    connection for ever.
     """
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]],
-                 max_bytes: int) -> None:
+                 max_bytes: int, idle_seconds: float = BODY_IDLE) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.idle_seconds = idle_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -106,14 +116,21 @@ class BodyLimit:
                 await _send_json_error(send, *problem)
                 return
         received = 0
+        complete = False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # only waiting for a disconnect now: no time limit
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.idle_seconds)
+            except asyncio.TimeoutError:
+                raise BodyStalled from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise BodyTooLarge
+                complete = not message.get("more_body", False)
             return message
 
         await self.app(scope, limited_receive, send)
@@ -127,7 +144,8 @@ class BodyLimit:
 
 
 def too_large_message(max_bytes: int) -> str:
-    return f"request body too large: the limit is {max_bytes // (1024 * 1024)} MB"
+    size = (f"{max_bytes / 2**20:g} MB" if max_bytes >= 2**20 else f"{max_bytes / 2**10:g} KB")
+    return f"request body too large: the limit is {size}"
 
 
 async def _send_json_error(send: Send, status: int, message: str) -> None:
@@ -147,7 +165,8 @@ def web_folder() -> Path:
     return Path(str(resources.files("digitrec") / "web"))
 
 
-def create_app(reader: Reader, max_bytes: int = MAX_BODY) -> Any:
+def create_app(reader: Reader, max_bytes: int = MAX_BODY, idle_seconds: float = BODY_IDLE
+               ) -> Any:
     """The ASGI application: the page, `POST /api/predict` and `GET /health`."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
@@ -209,6 +228,10 @@ def create_app(reader: Reader, max_bytes: int = MAX_BODY) -> Any:
     async def body_too_large(request: Request, exc: Exception) -> Response:
         return error(413, too_large_message(max_bytes), {"Connection": "close"})
 
+    async def body_stalled(request: Request, exc: Exception) -> Response:
+        return error(408, f"the request body stopped arriving (nothing for {idle_seconds:g} s)",
+                     {"Connection": "close"})
+
     async def server_error(request: Request, exc: Exception) -> Response:
         return error(500, "internal error: the server could not answer this request")
 
@@ -220,8 +243,9 @@ def create_app(reader: Reader, max_bytes: int = MAX_BODY) -> Any:
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(BodyLimit, max_bytes=max_bytes)],
+        middleware=[Middleware(BodyLimit, max_bytes=max_bytes, idle_seconds=idle_seconds)],
         exception_handlers={HTTPException: http_error, BodyTooLarge: body_too_large,
+                            BodyStalled: body_stalled,
                             Exception: server_error},
     )
 
