@@ -1,6 +1,7 @@
 """`digitrec serve`: the API agrees with `digitrec predict`, refuses bad requests with JSON
 4xx answers, serves concurrent requests, and the page reads a digit drawn in a real browser."""
 
+import base64
 import io
 import json
 import os
@@ -376,7 +377,7 @@ def test_page_reads_a_digit_drawn_in_a_real_browser(server, tmp_path):
             expect(page.locator("#confidence")).to_contain_text("% sure")
             # The page shows what the API answers for the picture on the canvas.
             picture = page.evaluate("document.getElementById('pad').toDataURL('image/png')")
-            data = __import__("base64").b64decode(picture.split(",", 1)[1])
+            data = base64.b64decode(picture.split(",", 1)[1])
             answer = httpx.post(server.url + "api/predict", content=data, timeout=60).json()
             assert answer["prediction"] == 7
             shown = page.locator("#bars li.top span").first.text_content()
@@ -395,6 +396,21 @@ def test_page_reads_a_digit_drawn_in_a_real_browser(server, tmp_path):
             expected = httpx.post(server.url + "api/predict", content=photo.read_bytes(),
                                   timeout=60).json()["prediction"]
             page.locator("#upload").set_input_files(str(photo))
+            expect(page.locator("#prediction")).to_have_text(str(expected), timeout=30_000)
+            # Dropped on the pad, a picture is read too.
+            page.locator("#clear").click()
+            chalk = tmp_path / "chalk.png"
+            draw_digit(2, 200, pen=0.07, ink=235, paper=30, seed=12).save(chalk)
+            expected = httpx.post(server.url + "api/predict", content=chalk.read_bytes(),
+                                  timeout=60).json()["prediction"]
+            dropped = page.evaluate_handle(
+                """(b64) => {
+                    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                    const data = new DataTransfer();
+                    data.items.add(new File([bytes], "chalk.png", {type: "image/png"}));
+                    return data;
+                }""", base64.b64encode(chalk.read_bytes()).decode())
+            page.dispatch_event("#dropzone", "drop", {"dataTransfer": dropped})
             expect(page.locator("#prediction")).to_have_text(str(expected), timeout=30_000)
             assert failed == []
         finally:
