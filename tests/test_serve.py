@@ -328,6 +328,25 @@ def test_serve_command_prints_its_url_and_stops_cleanly_on_ctrl_c(model_file):
 
 # The page, in a real browser -----------------------------------------------------------------
 
+def touch_on_canvas(page, digit: int) -> None:
+    """Draw `digit` with one finger, through Chromium's touch input (DevTools protocol)."""
+    box = page.locator("#pad").bounding_box()
+    margin, span = 0.2 * box["width"], 0.6 * box["width"]
+    session = page.context.new_cdp_session(page)
+    for stroke in STROKES[digit]:
+        points = [(box["x"] + margin + x * span, box["y"] + margin + y * span)
+                  for x, y in stroke]
+        path = [points[0]]
+        for (x0, y0), (x1, y1) in zip(points[:-1], points[1:], strict=True):
+            path += [(x0 + (x1 - x0) * t / 8, y0 + (y1 - y0) * t / 8) for t in range(1, 9)]
+        for index, (x, y) in enumerate(path):
+            kind = "touchStart" if index == 0 else "touchMove"
+            session.send("Input.dispatchTouchEvent",
+                         {"type": kind, "touchPoints": [{"x": x, "y": y}]})
+        session.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    session.detach()
+
+
 def _browser_missing() -> str | None:
     if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
         return (f"no Chromium at {CHROMIUM} (apt-get install chromium, or set "
@@ -365,7 +384,8 @@ def test_page_reads_a_digit_drawn_in_a_real_browser(server, tmp_path):
         # Playwright gives the browser a fresh, empty profile of its own.
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
-            page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone's width
+            page = browser.new_page(viewport={"width": 390, "height": 844},  # a phone
+                                    has_touch=True)
             failed = []
             page.on("requestfailed", lambda request: failed.append(request.url))
             page.goto(server.url)
@@ -412,6 +432,12 @@ def test_page_reads_a_digit_drawn_in_a_real_browser(server, tmp_path):
                 }""", base64.b64encode(chalk.read_bytes()).decode())
             page.dispatch_event("#dropzone", "drop", {"dataTransfer": dropped})
             expect(page.locator("#prediction")).to_have_text(str(expected), timeout=30_000)
+            # A finger draws as the mouse does (touch events become pointer events).
+            page.locator("#clear").click()
+            touch_on_canvas(page, 1)
+            expect(page.locator("#reading")).to_have_attribute("aria-busy", "false",
+                                                               timeout=30_000)
+            expect(page.locator("#prediction")).to_have_text("1")
             assert failed == []
         finally:
             browser.close()
