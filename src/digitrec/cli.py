@@ -46,10 +46,29 @@ def main(argv: Sequence[str] | None = None) -> None:
                         metavar="P",
                         help="mark readings less confident than this unsure "
                              "(default: %(default)s)")
+    server = commands.add_parser("serve", help="a drawing page and HTTP API for the model")
+    server.add_argument("--model", default=str(DEFAULT_MODEL),
+                        help="a trained model (default: %(default)s)")
+    server.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: %(default)s, this machine only)")
+    server.add_argument("--port", type=int, default=8000,
+                        help="port (default: %(default)s; 0 picks a free one)")
+    exporter = commands.add_parser("export", help="write the model for other runtimes")
+    exporter.add_argument("--model", default=str(DEFAULT_MODEL),
+                          help="a trained model (default: %(default)s)")
+    exporter.add_argument("--format", required=True, choices=["savedmodel", "onnx", "tflite"],
+                          help="savedmodel: TensorFlow Serving; onnx: ONNX Runtime; "
+                               "tflite: TensorFlow Lite / LiteRT")
+    exporter.add_argument("--output", required=True, metavar="PATH",
+                          help="where to write it (a folder for savedmodel, else a file)")
     args = parser.parse_args(argv)
     if args.command == "predict":
         run_command(lambda: predict_command(args.paths, args.model, args.csv,
                                             args.unsure_below))
+    if args.command == "serve":
+        run_command(lambda: serve_command(args.model, args.host, args.port))
+    if args.command == "export":
+        run_command(lambda: export_command(args.model, args.format, args.output))
     run_command(lambda: run_stage_script(args.command, args.params))
 
 
@@ -100,6 +119,22 @@ def _print_readings(readings: list, names: Sequence[str]) -> None:
             unsure = ", unsure" if reading.unsure else ""
             print(f"{reading.name}: {names[reading.prediction]} "
                   f"({reading.confidence:.1%}{unsure})")
+
+
+def serve_command(model: str, host: str, port: int) -> str:
+    """`digitrec serve`: runs until Ctrl-C."""
+    from digitrec.serve import serve
+
+    return serve(Path(model), host, port, announce=lambda line: print(line, flush=True))
+
+
+def export_command(model: str, format: str, output: str) -> str:
+    """`digitrec export`: write the model in another format, checked against Keras."""
+    from digitrec.export import export
+
+    check = export(Path(model), format, Path(output))
+    return (f"wrote {output} ({format}); checked on {check.count} digits: same answers as "
+            f"Keras, largest difference {check.max_difference:.1e}")
 
 
 if __name__ == "__main__":

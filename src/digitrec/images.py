@@ -27,6 +27,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -65,15 +66,23 @@ class Prepared:
     thumbnail: Image.Image    # the original, small, for contact sheets
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Open the first frame of a picture, upright, refusing decompression bombs."""
-    path = Path(path)
-    if path.stat().st_size == 0:
+def load_image(source: str | Path | BinaryIO) -> Image.Image:
+    """Open the first frame of a picture, upright, refusing decompression bombs.
+
+    `source` is a path or a seekable binary file object (an upload held in memory).
+    """
+    if isinstance(source, (str, Path)):
+        source = Path(source)
+        empty = source.stat().st_size == 0
+    else:
+        empty = not source.read(1)
+        source.seek(0)
+    if empty:
         raise ImageProblem("empty file (0 bytes)")
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            image = Image.open(path)
+            image = Image.open(source)
             image.seek(0)
             if image.format == "JPEG":
                 image.draft(image.mode, (WORK_SIDE, WORK_SIDE))  # decode at reduced size

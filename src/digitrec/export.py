@@ -1,0 +1,197 @@
+"""`digitrec export`: the trained model for TensorFlow Serving, ONNX Runtime and LiteRT.
+
+Keras 3's `model.export` writes all three (`tf_saved_model`, `onnx` through tf2onnx, and
+`litert` through TensorFlow's converter). ONNX needs the converter and the runtime that
+checks it: `pip install "digitrec[export]"`.
+
+An export is only kept when the exported model, run by its own runtime, answers like the
+Keras model on a batch of real-looking digits (drawn pictures through our preprocessing):
+every probability within `TOLERANCE` and the same digit for each. It is written beside
+its final place and renamed there only then, so a failed export never replaces a good one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitrec.errors import DigitrecError
+
+TOLERANCE = 1e-4
+FORMATS = ("savedmodel", "onnx", "tflite")
+KERAS_FORMAT = {"savedmodel": "tf_saved_model", "onnx": "onnx", "tflite": "litert"}
+SUFFIX = {"savedmodel": "", "onnx": ".onnx", "tflite": ".tflite"}
+EXTRA = 'pip install "digitrec[export]"'
+
+
+@dataclass
+class Check:
+    """How an export compared with the Keras model on the check digits."""
+
+    count: int
+    max_difference: float
+
+
+def check_digits() -> np.ndarray:
+    """(N, 28, 28, 1) float32 digits as users' pictures reach the model.
+
+    Every digit drawn as pen on paper, as a photo of paper, and as chalk on a board, then
+    through `images.prepare_image`, so the check covers inputs like the real ones.
+    """
+    from digitrec.examples import draw_digit, photo_of_paper
+    from digitrec.images import prepare_image
+
+    pictures = []
+    for digit in range(10):
+        pictures.append(draw_digit(digit, 160, pen=0.05, ink=30, paper=230, seed=digit))
+        page = draw_digit(digit, 240, pen=0.03, ink=40, paper=225, seed=50 + digit)
+        pictures.append(photo_of_paper(page, seed=digit))
+        pictures.append(draw_digit(digit, 120, pen=0.09, ink=235, paper=25, seed=90 + digit))
+    return np.stack([prepare_image(p).digit for p in pictures])[..., None].astype(np.float32)
+
+
+def compare(expected: np.ndarray, got: np.ndarray, what: str) -> Check:
+    """`Check` if `got` matches `expected`; a `DigitrecError` saying how it differs if not."""
+    got = np.asarray(got, dtype=np.float64)
+    if got.size != expected.size:
+        raise DigitrecError(f"{what}: answers {got.shape} for the Keras model's "
+                            f"{expected.shape}; not written")
+    got = got.reshape(expected.shape)
+    difference = float(np.max(np.abs(got - expected)))
+    if not np.isfinite(difference) or difference >= TOLERANCE:
+        raise DigitrecError(f"{what}: its probabilities differ from the Keras model's by up "
+                            f"to {difference:.2g} (allowed: under {TOLERANCE:g}); not written")
+    changed = int(np.sum(got.argmax(axis=1) != expected.argmax(axis=1)))
+    if changed:
+        raise DigitrecError(f"{what}: reads {changed} of {len(expected)} check digits "
+                            f"differently from the Keras model; not written")
+    return Check(len(expected), difference)
+
+
+def run_savedmodel(path: Path, digits: np.ndarray) -> np.ndarray:
+    """Run a SavedModel's `serve` endpoint, as TensorFlow Serving would."""
+    from digitrec.backend import tf
+
+    loaded = tf.saved_model.load(str(path))  # kept: `serve` needs its variables alive
+    return loaded.serve(digits).numpy()
+
+
+def run_onnx(path: Path, digits: np.ndarray) -> np.ndarray:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: digits})[0]
+
+
+def run_tflite(path: Path, digits: np.ndarray) -> np.ndarray:
+    """Run a .tflite file with LiteRT's interpreter (TensorFlow's own where LiteRT is absent)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        from digitrec.backend import tf
+
+        Interpreter = tf.lite.Interpreter  # noqa: N806 (a class)
+    interpreter = Interpreter(model_path=str(path))
+    source = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(source["index"], digits.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(source["index"], digits)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+RUNNERS: dict[str, Callable[[Path, np.ndarray], np.ndarray]] = {
+    "savedmodel": run_savedmodel, "onnx": run_onnx, "tflite": run_tflite}
+
+
+def require_tools(format: str) -> None:
+    """A clear message, before any work, when a converter or runtime is not installed."""
+    needed = {"onnx": ("tf2onnx", "onnx", "onnxruntime")}.get(format, ())
+    missing = [name for name in needed if not _importable(name)]
+    if missing:
+        raise DigitrecError(f"{format} export needs {', '.join(missing)}: {EXTRA}")
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+@contextmanager
+def staged_output(output: Path, format: str) -> Iterator[Path]:
+    """A path in a temporary folder beside `output` to export to; moved onto `output` only
+    when the block succeeds. An existing folder is replaced only if it is a SavedModel."""
+    if format == "savedmodel":
+        if output.is_file() or (output.is_dir() and any(output.iterdir())
+                                and not (output / "saved_model.pb").is_file()):
+            raise DigitrecError(f"{output}: exists and is not a SavedModel folder; "
+                                f"not replacing it")
+    elif output.is_dir():
+        raise DigitrecError(f"{output}: is a folder; give a file name for the {format} model")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
+    try:
+        artifact = staging / f"model{SUFFIX[format]}"
+        yield artifact
+        _move_into_place(artifact, output, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _move_into_place(artifact: Path, output: Path, staging: Path) -> None:
+    if artifact.is_dir() and output.exists():
+        old = staging / "replaced"
+        os.replace(output, old)  # a folder cannot be renamed onto a folder in one step
+    _make_shareable(artifact)
+    os.replace(artifact, output)
+
+
+def _make_shareable(artifact: Path) -> None:
+    from digitrec.files import make_shareable
+
+    if artifact.is_dir():
+        make_shareable(artifact, directory=True)
+    else:
+        make_shareable(artifact)
+
+
+def export_model(model: Any, format: str, output: Path) -> Check:
+    """Write `model` as `format` at `output`, checked against Keras before it is kept."""
+    if format not in FORMATS:
+        raise DigitrecError(f"unknown export format {format!r}; choose one of "
+                            f"{', '.join(FORMATS)}")
+    require_tools(format)
+    digits = check_digits()
+    expected = np.asarray(model.predict_on_batch(digits), dtype=np.float64)
+    output = Path(output)
+    with staged_output(output, format) as artifact:
+        try:
+            with warnings.catch_warnings():  # Keras' own patch of tf2onnx for NumPy 2 warns
+                warnings.simplefilter("ignore", FutureWarning)
+                model.export(str(artifact), format=KERAS_FORMAT[format], verbose=False)
+        except ImportError as exc:
+            raise DigitrecError(f"{format} export needs {exc.name or exc}: {EXTRA}") from None
+        check = compare(expected, RUNNERS[format](artifact, digits),
+                        f"{output} ({format} export)")
+    return check
+
+
+def export(model_path: Path, format: str, output: Path) -> Check:
+    """`digitrec export`: load the Keras model file and export it."""
+    from digitrec.modelfile import load_model
+
+    if format not in FORMATS:  # before loading TensorFlow
+        raise DigitrecError(f"unknown export format {format!r}; choose one of "
+                            f"{', '.join(FORMATS)}")
+    require_tools(format)
+    return export_model(load_model(model_path), format, Path(output))

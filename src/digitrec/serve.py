@@ -1,0 +1,312 @@
+"""`digitrec serve`: a drawing page and an HTTP API that read digits with a trained model.
+
+Built on Starlette (the ASGI toolkit under FastAPI) and uvicorn, installed with
+`pip install "digitrec[serve]"`. A picture reaches the model exactly as in `digitrec predict`:
+`images.load_image`, `images.prepare_image`, then `predict.predict_digits` with its one-pixel
+shifts, so the page, the API and the command agree on every picture.
+
+Everything a client sends is hostile: the body is counted while it arrives and refused with
+413 past `MAX_BODY` bytes, pictures are decoded under Pillow's decompression-bomb limit and
+at most one per core at a time (bounding memory), and every refusal is JSON
+`{"error": "..."}` with its 4xx status. The model is called by one thread at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import socket
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitrec.errors import DigitrecError
+from digitrec.images import ImageProblem, load_image, prepare_image
+from digitrec.predict import predict_digits
+
+MAX_BODY = 10 * 1024 * 1024   # bytes of one request body: ample for a phone photo
+BODY_IDLE = 30.0              # seconds a request body may stall before it is given up
+MAX_CONNECTIONS = 64          # beyond this many at once, uvicorn answers 503
+FIELD = "image"               # the multipart form field that holds the picture
+PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
+               "script-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class BodyTooLarge(Exception):
+    """The request body passed the limit while it was being read."""
+
+
+class BodyStalled(Exception):
+    """The request body stopped arriving before its end."""
+
+
+class Reader:
+    """The loaded model and the way a picture reaches it, shared by every request.
+
+    Decoding and preprocessing run in parallel, at most one per core (a picture may decode
+    to hundreds of megabytes before it is shrunk); the model itself is called by one thread
+    at a time, as a Keras model is not documented to be thread-safe.
+    """
+
+    def __init__(self, model: Any, name: str = "model") -> None:
+        self.model = model
+        self.name = name
+        self._model_lock = threading.Lock()
+        self._decoders = threading.BoundedSemaphore(os.cpu_count() or 1)
+
+    def read(self, data: bytes) -> dict[str, Any]:
+        """The answer for one picture's bytes; `ImageProblem` if it is not a readable digit."""
+        with self._decoders:
+            prepared = prepare_image(load_image(io.BytesIO(data)))
+        with self._model_lock:
+            probabilities = predict_digits(self.model, prepared.digit[None])[0]
+        return answer(probabilities, prepared.digit, prepared.inverted)
+
+
+def answer(probabilities: np.ndarray, digit: np.ndarray, inverted: bool) -> dict[str, Any]:
+    """The API's JSON for one reading.
+
+    `digit` is the 28x28 picture the model saw (grey levels 0-255, white ink on black), so a
+    client can show why the model read what it read.
+    """
+    return {
+        "prediction": int(np.argmax(probabilities)),
+        "confidence": float(np.max(probabilities)),
+        "probabilities": [float(p) for p in probabilities],
+        "digit": np.rint(digit * 255).astype(np.uint8).tolist(),
+        "inverted": bool(inverted),
+    }
+
+
+class BodyLimit:
+    """ASGI middleware: refuse a body over `max_bytes` before or while it is read, and one
+    that stalls for `idle_seconds`.
+
+    A declared Content-Length over the limit is answered 413 at once, without reading; a
+    body without one (chunked) is counted as it arrives, and the handler reading it gets
+    `BodyTooLarge` at the first chunk past the limit, so it is never held in memory. A
+    client that stops sending mid-body gets `BodyStalled` (408) instead of holding a
+    connection for ever.
+    """
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]],
+                 max_bytes: int, idle_seconds: float = BODY_IDLE) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.idle_seconds = idle_seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            problem = self._check_declared(declared)
+            if problem:
+                await _send_json_error(send, *problem)
+                return
+        received = 0
+        complete = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, complete
+            if complete:  # only waiting for a disconnect now: no time limit
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.idle_seconds)
+            except asyncio.TimeoutError:
+                raise BodyStalled from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge
+                complete = not message.get("more_body", False)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _check_declared(self, declared: bytes) -> tuple[int, str] | None:
+        if not declared.isdigit():
+            return 400, "invalid Content-Length header"
+        if int(declared) > self.max_bytes:
+            return 413, too_large_message(self.max_bytes)
+        return None
+
+
+def too_large_message(max_bytes: int) -> str:
+    size = (f"{max_bytes / 2**20:g} MB" if max_bytes >= 2**20 else f"{max_bytes / 2**10:g} KB")
+    return f"request body too large: the limit is {size}"
+
+
+async def _send_json_error(send: Send, status: int, message: str) -> None:
+    """Answer with a JSON error directly at the ASGI level, closing the connection."""
+    import json
+
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def web_folder() -> Path:
+    """The page's files, shipped inside the package."""
+    return Path(str(resources.files("digitrec") / "web"))
+
+
+def create_app(reader: Reader, max_bytes: int = MAX_BODY, idle_seconds: float = BODY_IDLE
+               ) -> Any:
+    """The ASGI application: the page, `POST /api/predict` and `GET /health`."""
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.datastructures import UploadFile
+    from starlette.exceptions import HTTPException
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, JSONResponse, Response
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+    async def picture_bytes(request: Request) -> bytes | JSONResponse:
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() == "multipart/form-data":
+            async with request.form(max_files=4, max_fields=16,
+                                    max_part_size=max_bytes) as form:
+                upload = form.get(FIELD)
+                if not isinstance(upload, UploadFile):
+                    return error(400, f"the multipart form has no file field {FIELD!r}")
+                data = await upload.read()
+        else:  # any other type: the body is the picture, and Pillow tells what it is
+            data = await request.body()
+        if not data:
+            return error(400, f"empty request: send a picture as the body or as the "
+                              f"multipart field {FIELD!r}")
+        return data
+
+    async def predict_endpoint(request: Request) -> Response:
+        data = await picture_bytes(request)
+        if isinstance(data, Response):
+            return data
+        try:
+            result = await run_in_threadpool(reader.read, data)
+        except ImageProblem as exc:
+            return error(422, f"cannot read a digit in this picture: {exc}")
+        return JSONResponse(result)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "model": reader.name})
+
+    async def page(request: Request) -> Response:
+        return FileResponse(web_folder() / "index.html", headers={
+            "Content-Security-Policy": PAGE_POLICY, "Cache-Control": "no-cache"})
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        message = str(exc.detail)
+        if exc.status_code == 404:
+            message = f"Not Found: nothing at {request.url.path}; the API is POST /api/predict"
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            message = (f"Method Not Allowed: {request.method} {request.url.path}; "
+                       f"allowed: {allowed}")
+        return error(exc.status_code, message, exc.headers)
+
+    async def body_too_large(request: Request, exc: Exception) -> Response:
+        return error(413, too_large_message(max_bytes), {"Connection": "close"})
+
+    async def body_stalled(request: Request, exc: Exception) -> Response:
+        return error(408, f"the request body stopped arriving (nothing for {idle_seconds:g} s)",
+                     {"Connection": "close"})
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        return error(500, "internal error: the server could not answer this request")
+
+    routes = [
+        Route("/", page, methods=["GET", "HEAD"]),
+        Route("/api/predict", predict_endpoint, methods=["POST"]),
+        Route("/health", health, methods=["GET", "HEAD"]),
+        Mount("/static", StaticFiles(directory=web_folder()), name="static"),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(BodyLimit, max_bytes=max_bytes, idle_seconds=idle_seconds)],
+        exception_handlers={HTTPException: http_error, BodyTooLarge: body_too_large,
+                            BodyStalled: body_stalled,
+                            Exception: server_error},
+    )
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: any free one), or a clear error.
+
+    Its protocol is set to TCP explicitly: asyncio turns Nagle's algorithm off only on
+    connections whose socket says so, and with it on, every answer on a kept-alive
+    connection waited some 40 ms for the client's delayed ACK.
+    """
+    sock = None
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)[0]
+        sock = socket.socket(family, kind, proto)
+        if os.name != "nt":  # restart at once on the same port; Windows means otherwise
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+        return sock
+    except OSError as exc:
+        if sock is not None:
+            sock.close()
+        raise DigitrecError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def serve(model_path: Path, host: str = "127.0.0.1", port: int = 8000,
+          announce: Callable[[str], None] = print) -> str:
+    """Load the model, serve it until Ctrl-C, and say how it ended.
+
+    `announce` gets the one line with the URL once the server accepts connections.
+    """
+    try:
+        import uvicorn
+    except ImportError:
+        raise DigitrecError('serving needs the serve extra: pip install "digitrec[serve]"'
+                            ) from None
+    from digitrec.modelfile import load_model
+
+    reader = Reader(load_model(model_path), name=Path(model_path).name)
+    sock = listen(host, port)
+    url = url_of(sock)
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                announce(f"serving {model_path} at {url} (Ctrl-C to stop)")
+
+    config = uvicorn.Config(create_app(reader), log_level="warning", lifespan="off",
+                            limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=5)
+    try:
+        Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn stops gracefully, then re-raises the Ctrl-C
+        pass
+    finally:
+        sock.close()
+    return "stopped"

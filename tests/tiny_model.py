@@ -1,0 +1,32 @@
+"""A small Keras model that reads drawn digits, for the serve and export tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from digitrec import images
+from digitrec.examples import draw_digit
+
+
+def train_tiny_model(path: Path) -> Path:
+    """Train a one-conv model on digits drawn as `digitrec.examples` draws them; save it."""
+    from digitrec.backend import keras
+
+    keras.utils.set_random_seed(0)
+    digits, labels = [], []
+    for digit in range(10):
+        for seed in range(12):
+            drawing = draw_digit(digit, 120, pen=0.05 + 0.01 * (seed % 3), ink=255, paper=0,
+                                 seed=100 * digit + seed)
+            digits.append(images.prepare_image(drawing).digit)
+            labels.append(digit)
+    model = keras.Sequential([keras.Input((28, 28, 1)),
+                              keras.layers.Conv2D(8, 5, strides=2, activation="relu"),
+                              keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    model.fit(np.stack(digits)[..., None], np.array(labels), epochs=30, verbose=0)
+    model.save(path)
+    return path
