@@ -466,3 +466,12 @@ def test_cli_reports_accuracy_misreads_and_bad_models(project, model_file, bad_m
     assert "Traceback" not in result.stderr and result.stdout == ""
     with open(project.root / "out.csv", encoding="utf-8") as f:
         assert len(list(csv.DictReader(f))) == 3  # the first run's CSV, kept
+
+
+def test_cli_names_classes_by_the_project_dataset(tmp_path, monkeypatch):
+    from digitrec import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.project_class_names()[:3] == ("0", "1", "2")  # no project here: digits
+    (tmp_path / "params.yaml").write_text("dataset: fashion_mnist\n")
+    assert cli.project_class_names()[:2] == ("T-shirt/top", "Trouser")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from digitrec import __version__
 from digitrec.errors import DigitrecError, run_command
-from digitrec.params import PredictParams
+from digitrec.params import PARAMS_FILE, PredictParams, read_params
 
 DEFAULT_MODEL = Path("models/model.keras")
 STAGES = {
@@ -88,7 +88,7 @@ def predict_command(paths: Sequence[str], model: str, csv_path: str | None,
     then a summary with the accuracy when a folder holds labels.csv."""
     from digitrec import predict
 
-    names = tuple(class_names or predict.DIGITS)
+    names = tuple(class_names or project_class_names())
     outputs = predict.Outputs(csv=Path(csv_path) if csv_path else None)
     if hasattr(sys.stdout, "reconfigure"):  # a name no terminal encoding can show: escaped
         sys.stdout.reconfigure(errors="backslashreplace")
@@ -109,6 +109,16 @@ def predict_command(paths: Sequence[str], model: str, csv_path: str | None,
                    else "not read")
             print(f"  {reading.name}: {got}, label {names[batch.labels[reading.name]]}")
     return predict.summary_line(batch)
+
+
+def project_class_names() -> tuple[str, ...]:
+    """The class names of the dataset that params.yaml names, when run in a project (so a
+    Fashion-MNIST model reads "Trouser", not 1); digits elsewhere."""
+    from digitrec.datasets import MNIST, get_dataset
+
+    if not PARAMS_FILE.is_file():
+        return MNIST.class_names
+    return get_dataset(read_params("dataset").dataset).class_names
 
 
 def _print_readings(readings: list, names: Sequence[str]) -> None:
