@@ -64,3 +64,17 @@ def module_file(name: str, source_root: Path) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def main(scripts: list[str]) -> None:
+    """Print the code deps of each stage script as dvc.yaml lists them (run from the root)."""
+    for script in map(Path, scripts):
+        print(f"{script}:")
+        for path in [script, *module_closure(script, Path("src"))]:
+            print(f"      - {Path(path).resolve().relative_to(Path.cwd().resolve())}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

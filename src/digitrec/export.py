@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from digitrec import scoring
 from digitrec.errors import DigitrecError
 
 TOLERANCE = 1e-4
@@ -70,7 +71,7 @@ def compare(expected: np.ndarray, got: np.ndarray, what: str) -> Check:
     if not np.isfinite(difference) or difference >= TOLERANCE:
         raise DigitrecError(f"{what}: its probabilities differ from the Keras model's by up "
                             f"to {difference:.2g} (allowed: under {TOLERANCE:g}); not written")
-    changed = int(np.sum(got.argmax(axis=1) != expected.argmax(axis=1)))
+    changed = int(np.sum(scoring.predictions(got) != scoring.predictions(expected)))
     if changed:
         raise DigitrecError(f"{what}: reads {changed} of {len(expected)} check digits "
                             f"differently from the Keras model; not written")

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from digitrec import scoring
 from digitrec.files import atomic_path
 
 CELL = 44
@@ -125,7 +126,7 @@ def draw_mistakes(images: np.ndarray, labels: np.ndarray, probabilities: np.ndar
                   class_names: Sequence[str] | None = None) -> None:
     """The most confident mistakes: each picture with its true class, prediction, confidence."""
     names = _names(class_names, probabilities.shape[1])
-    predicted = probabilities.argmax(axis=1)
+    predicted = scoring.predictions(probabilities)
     confidence = probabilities.max(axis=1)
     wrong = np.flatnonzero(predicted != labels)
     worst = wrong[np.argsort(-confidence[wrong], kind="stable")][:count]
