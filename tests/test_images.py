@@ -2,11 +2,11 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 from scipy import ndimage
 
 from digitrec import images
-from digitrec.examples import draw_digit
+from digitrec.examples import STROKES, draw_digit
 
 
 def mnist_style(digit: int = 2) -> np.ndarray:
@@ -99,6 +99,27 @@ def test_thin_pen_on_a_large_picture_gets_mnist_thick_strokes():
     assert 2.0 <= images.stroke_width(digit > 0.5) <= 3.6
 
 
+def paint_program_digit(digit: int, pen: int, canvas=(1150, 650), where=(420, 100),
+                        span: int = 150) -> Image.Image:
+    """A digit drawn with a paint program's thin brush: black `pen`-px lines, no
+    anti-aliasing, small on a large white canvas."""
+    picture = Image.new("L", canvas, 255)
+    draw = ImageDraw.Draw(picture)
+    for stroke in STROKES[digit]:
+        draw.line([(where[0] + x * span, where[1] + y * span) for x, y in stroke], fill=0,
+                  width=pen)
+    return picture
+
+
+@pytest.mark.parametrize("pen", [1, 2])
+@pytest.mark.parametrize("digit", [3, 7])
+def test_thin_pen_on_a_large_canvas_is_found(digit, pen):
+    reference = images.prepare_image(paint_program_digit(digit, 6, (300, 300), (75, 75))).digit
+    thin = images.prepare_image(paint_program_digit(digit, pen)).digit
+    assert_close_to(thin, reference)
+    assert 2.0 <= images.stroke_width(thin > 0.5) <= 3.6
+
+
 def test_thick_marker_gets_thinner():
     thick = draw_digit(3, 200, pen=0.16, ink=0, paper=255, seed=0)
     digit = images.prepare_image(thick).digit
@@ -144,7 +165,9 @@ def test_specks_do_not_move_the_digit():
 
 
 def test_blank_picture_says_so():
+    grain = np.random.default_rng(0).normal(225, 6, (650, 1150))
     for blank in (Image.new("L", (300, 200), 230),
+                  Image.fromarray(np.clip(grain, 0, 255).astype(np.uint8)),
                   Image.new("RGB", (64, 64), (0, 0, 0)),
                   Image.new("RGBA", (64, 64), (0, 0, 0, 0))):
         with pytest.raises(images.ImageProblem, match="no ink found"):

@@ -42,6 +42,8 @@ MNIST_STROKE = 2.7        # median stroke width of MNIST digits, px at 28x28 (2*
 MIN_CONTRAST = 0.06       # ink must differ from the background by this much (of full range)
 FLAT_BACKGROUND = 0.04    # a background this even (99th percentile) needs no flattening
 SPECK_FRACTION = 0.06     # pieces smaller than this share of the largest piece are specks
+THIN_INK_PIXELS = 20      # a thin pen on a large canvas leaves at least this many ink pixels
+NOISE_MARGIN = 4.0        # ...at least this many times brighter than the background's noise
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
@@ -206,7 +208,7 @@ def find_ink(flat: np.ndarray) -> np.ndarray:
 
     Returns the grey ink (not a hard mask) so a small digit scales up smoothly.
     """
-    contrast = float(np.percentile(flat, 99.8))
+    contrast = ink_level(flat)
     if contrast < MIN_CONTRAST:
         raise ImageProblem("no ink found: the picture looks blank")
     normalised = np.clip(flat / contrast, 0, 1)
@@ -230,6 +232,24 @@ def find_ink(flat: np.ndarray) -> np.ndarray:
     kept = np.concatenate([[False], keep])[labels]
     near = ndimage.maximum_filter(kept.view(np.uint8), size=5) > 0  # kept, grown by 2 px
     return np.where(near, np.maximum(normalised, kept * 0.51), 0.0).astype(np.float32)
+
+
+def ink_level(flat: np.ndarray) -> float:
+    """How bright the ink is: the 99.8th percentile of a bright-ink picture.
+
+    A 1-2 px pen on a large canvas (a paint program's default brush on a 1150x650 page)
+    covers less than 0.2% of the picture, and shrinking to the working size fades its
+    strokes to a fifth of their contrast, so the percentile sees only background. Then the
+    level of the brightest few dozen pixels counts instead, when it stands well clear of
+    the background's own noise (so grain on a blank photo still reads as blank).
+    """
+    level = float(np.percentile(flat, 99.8))
+    if level >= MIN_CONTRAST or flat.size <= 10 * THIN_INK_PIXELS:
+        return level
+    values = flat.ravel()
+    brightest = float(np.partition(values, values.size - THIN_INK_PIXELS)[-THIN_INK_PIXELS])
+    noise = float(np.percentile(flat, 99))
+    return brightest if brightest >= NOISE_MARGIN * noise else level
 
 
 def _touching_border(labels: np.ndarray, count: int) -> np.ndarray:
