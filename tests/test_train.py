@@ -151,6 +151,41 @@ def test_config_from_params_reads_augment_forms():
         TrainConfig.from_params({"augment": {"shear": 5}})
 
 
+@pytest.mark.parametrize("augment, expected", [
+    (True, dict(redrawn=0.0, flip=True, rotation=0.0, shift=2.0)),
+    ({"rotation": 5, "redrawn": 0.2}, dict(redrawn=0.2, flip=True, rotation=5)),
+    ({"flip": False}, dict(redrawn=0.0, flip=False)),
+])
+def test_a_dataset_style_fills_what_params_leave_out(augment, expected):
+    from digitrec.datasets import get_dataset
+
+    style = get_dataset("fashion_mnist").augment
+    config = TrainConfig.from_params({"augment": augment}, style)
+    assert {name: getattr(config.augment, name) for name in expected} == expected
+    assert TrainConfig.from_params({"augment": False}, style).augment is None
+    digits = TrainConfig.from_params({"augment": True}, get_dataset("mnist").augment)
+    assert digits.augment == TrainConfig.from_params({}).augment
+    assert digits.augment.redrawn == 0.5 and not digits.augment.flip
+
+
+def test_flip_mirrors_about_half_of_the_images():
+    from digitrec.backend import tf
+    from digitrec.data import augment_batch
+
+    images = np.zeros((64, 28, 28, 1), np.float32)
+    images[:, 4:24, 3:9] = 1.0  # a bar on the left
+    seed = tf.constant([1, 2], tf.int64)
+    out = augment_batch(tf.constant(images), seed, 0.0, 0.0, 0.0, flip=True).numpy()
+    mirrored = [np.array_equal(o, images[0, :, ::-1]) for o in out]
+    kept = [np.array_equal(o, images[0]) for o in out]
+    assert all(m != k for m, k in zip(mirrored, kept, strict=True))
+    assert 16 <= sum(mirrored) <= 48
+    np.testing.assert_array_equal(
+        out, augment_batch(tf.constant(images), seed, 0.0, 0.0, 0.0, flip=True).numpy())
+    assert np.array_equal(augment_batch(tf.constant(images), seed, 0.0, 0.0, 0.0).numpy(),
+                          images)
+
+
 def test_redrawn_share_picks_a_version_per_image_anew_every_epoch():
     from digitrec.data import training_dataset
 

@@ -109,8 +109,9 @@ def examples(images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
 
 
 def augment_batch(images: tf.Tensor, seed: tf.Tensor, shift: float, rotation: float,
-                  zoom: float) -> tf.Tensor:
-    """Shift (pixels), rotate (degrees) and zoom (relative) each image by a random amount.
+                  zoom: float, flip: bool = False) -> tf.Tensor:
+    """Shift (pixels), rotate (degrees) and zoom (relative) each image by a random amount,
+    and with `flip`, mirror half of them left to right (clothes, not digits).
 
     One affine transform per image, applied in a single resampling, so augmentation costs
     little next to the model and does not blur the digit three times over.
@@ -123,10 +124,17 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor, shift: float, rotation: fl
     # The transform maps each output pixel to the input pixel it samples from.
     cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
     centre = (IMAGE_SIDE - 1) / 2
+    # A mirrored image samples column `2 * centre - x` where the plain one samples x.
+    mirror = tf.ones_like(cos)
+    if flip:
+        coin = tf.random.stateless_uniform([n], seed=tf.random.experimental.stateless_fold_in(
+            seed, 1))
+        mirror = tf.where(coin < 0.5, -1.0, 1.0)
+    offset = (1 - mirror) * centre
     zeros = tf.zeros_like(cos)
     transforms = tf.stack([
-        cos, -sin, centre - cos * centre + sin * centre - dx,
-        sin, cos, centre - sin * centre - cos * centre - dy,
+        mirror * cos, -sin, centre - cos * centre + sin * centre - dx + offset * cos,
+        mirror * sin, cos, centre - sin * centre - cos * centre - dy + offset * sin,
         zeros, zeros,
     ], axis=1)
     return tf.raw_ops.ImageProjectiveTransformV3(

@@ -14,6 +14,7 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -36,13 +37,16 @@ STRATEGIES = ("auto", "mirrored", "multi_worker")
 
 @dataclass(frozen=True)
 class Augment:
-    """Random affine distortion of training images (pixels, degrees, relative scale), and
-    the share of them shown as the predict stage redraws a user's digit."""
+    """Random affine distortion of training images (pixels, degrees, relative scale), the
+    share of them shown as the predict stage redraws a user's digit, and whether to mirror
+    half of them. The defaults are drawn for handwriting; a dataset's catalog entry
+    (`datasets.Dataset.augment`) changes what does not suit its pictures."""
 
     shift: float = 2.0
     rotation: float = 10.0
     zoom: float = 0.1
     redrawn: float = 0.5
+    flip: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,11 @@ class TrainConfig:
     strategy: str = "auto"
 
     @classmethod
-    def from_params(cls, section: dict[str, Any]) -> TrainConfig:
+    def from_params(cls, section: dict[str, Any], style: Mapping[str, Any] | None = None
+                    ) -> TrainConfig:
+        """The config from the params' train section. `augment: true`, or the fields a
+        mapping leaves out, take the dataset's augmentation `style`
+        (`datasets.Dataset.augment`: what differs from the handwriting defaults)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(section) - known)
         if unknown:
@@ -72,7 +80,7 @@ class TrainConfig:
         values = dict(section)
         augment = values.get("augment", True)
         if augment is True:
-            values["augment"] = Augment()
+            values["augment"] = Augment(**(style or {}))
         elif not augment:
             values["augment"] = None
         elif isinstance(augment, dict):
@@ -80,7 +88,7 @@ class TrainConfig:
             if unknown:
                 raise DigitrecError(
                     f"params.yaml: unknown train.augment setting(s): {', '.join(unknown)}")
-            values["augment"] = Augment(**augment)
+            values["augment"] = Augment(**{**(style or {}), **augment})
         config = cls(**values)
         config.validate()
         return config
@@ -264,7 +272,7 @@ def augmenter(config: TrainConfig) -> Augmenter | None:
     a = config.augment
 
     def augment(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        return augment_batch(images, seed, a.shift, a.rotation, a.zoom)
+        return augment_batch(images, seed, a.shift, a.rotation, a.zoom, a.flip)
 
     return augment
 
@@ -378,8 +386,10 @@ def merge_history(earlier: list[dict[str, float]], this_run: dict[str, list[floa
 def stage(params: dict[str, Any]) -> str:
     """Train the model named in params.yaml into models/model.keras (the `train` stage)."""
     from digitrec.config import CHECKPOINT_DIR, METRICS_DIR, MODEL_FILE, PREPARED_DIR, section
+    from digitrec.datasets import get_dataset
 
-    config = TrainConfig.from_params(section(params, "train"))
+    style = get_dataset(params.get("dataset", "mnist")).augment
+    config = TrainConfig.from_params(section(params, "train"), style)
     result = train(config, PREPARED_DIR, MODEL_FILE, CHECKPOINT_DIR, METRICS_DIR / "train",
                    verbose=1 if sys.stdout.isatty() else 2)
     val_accuracy = result.history["val_accuracy"][-1]
