@@ -120,6 +120,36 @@ def test_thin_pen_on_a_large_canvas_is_found(digit, pen):
     assert 2.0 <= images.stroke_width(thin > 0.5) <= 3.6
 
 
+def save_tagged_jpeg(path, picture: Image.Image, recorded_size: tuple[int, int]) -> None:
+    """A JPEG whose EXIF says "turn 90 degrees clockwise to show" (orientation 6), as a
+    phone writes, and records the picture size `recorded_size`."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x0100], exif[0x0101] = recorded_size
+    picture.convert("RGB").save(path, exif=exif, quality=95)
+
+
+def test_exif_orientation_of_a_camera_picture_is_applied(tmp_path):
+    reference = mnist_style(7)
+    upright = as_big_picture(reference, scale=8, canvas=(300, 260), where=(38, 18))
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # as the camera stored it
+    save_tagged_jpeg(tmp_path / "camera.jpg", stored, stored.size)
+    prepared = images.prepare_file(tmp_path / "camera.jpg")
+    assert_close_to(prepared.digit, reference)
+    assert prepared.as_stored is None
+
+
+def test_exif_orientation_of_an_edited_picture_is_doubted(tmp_path):
+    """Turned upright and cropped by an editor that kept the camera's tag and size: the tag
+    is applied, as browsers do, but the digit as stored comes along to be read too."""
+    reference = mnist_style(7)
+    upright = as_big_picture(reference, scale=8, canvas=(300, 260), where=(38, 18))
+    save_tagged_jpeg(tmp_path / "edited.jpg", upright, (4000, 2252))
+    prepared = images.prepare_file(tmp_path / "edited.jpg")
+    assert_close_to(prepared.as_stored, reference)
+    assert_close_to(np.rot90(prepared.digit), reference)  # the tag turned it sideways
+
+
 def test_thick_marker_gets_thinner():
     thick = draw_digit(3, 200, pen=0.16, ink=0, paper=255, seed=0)
     digit = images.prepare_image(thick).digit

@@ -1,6 +1,7 @@
 import csv
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,3 +141,26 @@ def test_cli_exits_non_zero_when_nothing_is_readable(project, model_file):
     assert "a.png: error: empty file" in result.stdout
     assert "error: junk: none of the 1 files could be read" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+class TopHeavyModel:
+    """Reads ink in the top half as a 1 (90% sure), anything else as a 4 (50% sure)."""
+
+    def predict_on_batch(self, views: np.ndarray) -> np.ndarray:
+        top = views[:, :14].sum(axis=(1, 2, 3)) > views[:, 14:].sum(axis=(1, 2, 3))
+        probabilities = np.where(top[:, None], 0.1 / 9, 0.5 / 9) * np.ones((1, 10))
+        probabilities[top, 1] = 0.9
+        probabilities[~top, 4] = 0.5
+        return probabilities
+
+
+def test_a_doubtful_exif_turn_keeps_the_more_confident_reading():
+    from digitrec.images import Prepared
+
+    top, bottom = np.zeros((28, 28), np.float32), np.zeros((28, 28), np.float32)
+    top[4:10, 8:20], bottom[18:24, 8:20] = 1.0, 1.0
+    doubtful = predict.Reading("a.jpg", Path("a.jpg"), Prepared(bottom, True, None, top))
+    turned_right = predict.Reading("b.jpg", Path("b.jpg"), Prepared(top, True, None, bottom))
+    plain = predict.Reading("c.jpg", Path("c.jpg"), Prepared(bottom, True, None))
+    predict.predict_readings(TopHeavyModel(), [doubtful, turned_right, plain])
+    assert [r.prediction for r in (doubtful, turned_right, plain)] == [1, 1, 4]

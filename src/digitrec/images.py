@@ -48,10 +48,13 @@ EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
 EXIF_ORIENTATION = 0x0112
+EXIF_SIZE_TAGS = ((0x0100, 0x0101), (0xA002, 0xA003))  # image width/height, in IFD0 and Exif
+EXIF_IFD = 0x8769
 TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
              6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
              8: Image.Transpose.ROTATE_90}
+UNDO_TRANSPOSE = {**TRANSPOSE, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
 
 
 class ImageProblem(DigitrecError):
@@ -65,10 +68,22 @@ class Prepared:
     digit: np.ndarray         # float32 (28, 28) in [0, 1], white ink on black
     inverted: bool            # the picture had dark ink on a light background
     thumbnail: Image.Image    # the original, small, for contact sheets
+    as_stored: np.ndarray | None = None  # the digit unturned, when the EXIF turn is doubtful
 
 
 def load_image(path: str | Path) -> Image.Image:
     """Open the first frame of a picture, upright, refusing decompression bombs."""
+    return load_oriented(path)[0]
+
+
+def load_oriented(path: str | Path) -> tuple[Image.Image, int | None]:
+    """`load_image`, and the EXIF orientation it applied when that is in doubt (else None).
+
+    An orientation tag is doubtful when the EXIF block records a picture size that is not
+    this picture's: the file was edited after the camera wrote it, and editors that turn or
+    crop the pixels often copy the old tag unchanged, so that applying it, as browsers do,
+    turns an upright digit sideways.
+    """
     path = Path(path)
     if path.stat().st_size == 0:
         raise ImageProblem("empty file (0 bytes)")
@@ -77,9 +92,11 @@ def load_image(path: str | Path) -> Image.Image:
         try:
             image = Image.open(path)
             image.seek(0)
+            exif = image.getexif()
+            orientation = exif.get(EXIF_ORIENTATION, 1)
+            doubtful = orientation in TRANSPOSE and not exif_size_matches(exif, image.size)
             if image.format == "JPEG":
                 image.draft(image.mode, (WORK_SIDE, WORK_SIDE))  # decode at reduced size
-            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
             image.load()
             image = reduce_large(image)
             if orientation in TRANSPOSE:
@@ -90,7 +107,19 @@ def load_image(path: str | Path) -> Image.Image:
             raise ImageProblem("not an image Pillow can read") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageProblem(f"corrupt or truncated image: {exc}") from None
-    return image
+    return image, orientation if doubtful else None
+
+
+def exif_size_matches(exif: Image.Exif, size: tuple[int, int]) -> bool:
+    """Whether the picture size the EXIF block records (if any) is this picture's."""
+    try:
+        recorded = [(exif.get(w), exif.get(h)) for w, h in EXIF_SIZE_TAGS[:1]]
+        extra = exif.get_ifd(EXIF_IFD)
+        recorded += [(extra.get(w), extra.get(h)) for w, h in EXIF_SIZE_TAGS[1:]]
+    except (KeyError, TypeError, ValueError, OSError):
+        return False
+    sizes = [(int(w), int(h)) for w, h in recorded if isinstance(w, int) and isinstance(h, int)]
+    return all(recorded_size in (size, size[::-1]) for recorded_size in sizes)
 
 
 def _resizable(image: Image.Image) -> Image.Image:
@@ -362,5 +391,11 @@ def thumbnail(image: Image.Image, side: int = 64) -> Image.Image:
 
 
 def prepare_file(path: str | Path) -> Prepared:
-    """`prepare_image` for a file on disk."""
-    return prepare_image(load_image(path))
+    """`prepare_image` for a file on disk; when its EXIF orientation is doubtful, the digit
+    as stored (unturned) comes along, for the reader to try both."""
+    image, doubtful = load_oriented(path)
+    prepared = prepare_image(image)
+    if doubtful is not None:
+        unturned = Image.fromarray(prepared.digit, "F").transpose(UNDO_TRANSPOSE[doubtful])
+        prepared.as_stored = np.asarray(unturned, dtype=np.float32)
+    return prepared

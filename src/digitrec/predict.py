@@ -112,13 +112,24 @@ def predict_digits(model: Any, digits: np.ndarray) -> np.ndarray:
 
 
 def predict_readings(model: Any, readings: list[Reading]) -> None:
-    """Fill in probabilities for every reading that has a prepared digit, in batches."""
+    """Fill in probabilities for every reading that has a prepared digit, in batches.
+
+    A picture whose EXIF orientation is doubtful (`Prepared.as_stored`) is read both ways,
+    and the more confident reading is kept: a digit turned sideways reads with far less
+    confidence than one upright.
+    """
     ready = [r for r in readings if r.prepared is not None]
     for start in range(0, len(ready), BATCH):
         chunk = ready[start: start + BATCH]
         probabilities = predict_digits(model, np.stack([r.prepared.digit for r in chunk]))
         for reading, row in zip(chunk, probabilities, strict=True):
             reading.probabilities = row
+    doubtful = [r for r in ready if r.prepared.as_stored is not None]
+    if doubtful:
+        unturned = predict_digits(model, np.stack([r.prepared.as_stored for r in doubtful]))
+        for reading, row in zip(doubtful, unturned, strict=True):
+            if row.max() > reading.probabilities.max():
+                reading.probabilities = row
 
 
 def read_labels(folder: Path) -> dict[str, int]:
