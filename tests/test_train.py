@@ -142,6 +142,12 @@ def test_bad_train_params_are_one_clear_error(trained_project):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("smoothing", [-0.1, 1.0])
+def test_label_smoothing_outside_0_to_1_is_refused(smoothing):
+    with pytest.raises(DigitrecError, match="train.label_smoothing must be from 0 to below 1"):
+        TrainConfig.from_params({"label_smoothing": smoothing})
+
+
 def test_config_from_params_reads_augment_forms():
     assert TrainConfig.from_params({"augment": False}).augment is None
     assert TrainConfig.from_params({"augment": {"shift": 1}}).augment.shift == 1

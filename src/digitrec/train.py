@@ -61,6 +61,7 @@ class TrainConfig:
     schedule: str = "one_cycle"
     warmup: float = 0.2
     ema: bool = True
+    label_smoothing: float = 0.0
     augment: Augment | None = field(default_factory=Augment)
     seed: int = 42
     checkpoint_every: int = 1
@@ -104,6 +105,7 @@ class TrainConfig:
             (self.learning_rate > 0, "train.learning_rate must be positive"),
             (self.schedule in SCHEDULES, f"train.schedule must be one of {', '.join(SCHEDULES)}"),
             (0 <= self.warmup < 1, "train.warmup is a fraction of training, from 0 to below 1"),
+            (0 <= self.label_smoothing < 1, "train.label_smoothing must be from 0 to below 1"),
             (self.checkpoint_every >= 1, "train.checkpoint_every must be at least 1"),
             (self.keep_checkpoints >= 1, "train.keep_checkpoints must be at least 1"),
             (self.strategy in STRATEGIES, f"train.strategy must be one of {', '.join(STRATEGIES)}"),
@@ -154,12 +156,21 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
 def build_and_compile(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
     """The registry model with the optimizer, loss and metric every model shares."""
     model = models.build_model(config.model)
+    # Keras' sparse loss has no label smoothing; the categorical one, fed one-hot labels
+    # (`one_hot_labels`), does, and a model saved with it still loads with Keras alone.
+    loss = (keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+            if config.label_smoothing else "sparse_categorical_crossentropy")
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch),
-        loss="sparse_categorical_crossentropy",
+        loss=loss,
         metrics=["accuracy"],
     )
     return model
+
+
+def one_hot_labels(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """(images, class numbers) batches as (images, one-hot rows), for the smoothed loss."""
+    return dataset.map(lambda images, labels: (images, tf.one_hot(labels, models.NUM_CLASSES)))
 
 
 def fingerprint(config: TrainConfig, prepared_dir: Path) -> str:
@@ -346,6 +357,8 @@ def train(
     train_data = training_stream(config, prepared_dir, train_images, train_labels,
                                  config.batch_size, state.completed_epochs)
     val_data = validation_dataset(np.asarray(val_images), val_labels, 512)
+    if config.label_smoothing:
+        train_data, val_data = one_hot_labels(train_data), one_hot_labels(val_data)
 
     earlier, live = start_logging(state, metrics_dir, model.count_params())
     start = time.perf_counter()
