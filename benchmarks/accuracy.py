@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import shutil
 import subprocess
 import sys
@@ -93,7 +94,10 @@ def prepare_user_digits(folder: Path, work: Path) -> list[str]:
     readings = [r for r in predict.prepare_all(predict.find_pictures([folder]))
                 if r.name in labels]
     ready = [r for r in readings if r.prepared is not None]
-    np.save(work / "user_digits.npy", np.stack([r.prepared.digit for r in ready]))
+    for reading in ready:
+        reading.prepared.thumbnail = None  # not needed, and pickles slowly
+    with open(work / "user_readings.pkl", "wb") as f:
+        pickle.dump(ready, f)
     np.save(work / "user_labels.npy", np.array([labels[r.name] for r in ready]))
     failed = [f"{r.name}: {r.error}" for r in readings if r.prepared is None]
     for line in failed:
@@ -104,7 +108,7 @@ def prepare_user_digits(folder: Path, work: Path) -> list[str]:
 def train_one(config_json: str, work: Path) -> None:
     """Child process: train one config on the prepared data in `work`, print JSON."""
     from digitrec.datasets import get_dataset
-    from digitrec.predict import predict_digits
+    from digitrec.predict import predict_digits, predict_readings
     from digitrec.prepare import load_split
     from digitrec.train import TrainConfig, train
 
@@ -121,9 +125,11 @@ def train_one(config_json: str, work: Path) -> None:
               "parameters": result.model.count_params(),
               "accuracy": float((probabilities.argmax(axis=1) == labels).mean()),
               "shifts": float((shifted.argmax(axis=1) == labels).mean())}
-    if (work / "user_digits.npy").exists():
-        user = predict_digits(result.model, np.load(work / "user_digits.npy"))
-        answer["user"] = user.tolist()
+    if (work / "user_readings.pkl").exists():
+        with open(work / "user_readings.pkl", "rb") as f:
+            readings = pickle.load(f)
+        predict_readings(result.model, readings)
+        answer["user"] = [r.probabilities.tolist() for r in readings]
     print(json.dumps(answer))
 
 
