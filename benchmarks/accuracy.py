@@ -16,7 +16,8 @@ tutorial CNN (5 epochs, batch 32, as benchmarks/train_speed.py trains it) trains
 seed's recipe, so the two times come from the same minutes of this machine. The test set is
 scored as the evaluate stage does (`test acc`) and as `digitrec predict` reads a picture,
 averaged over one-pixel shifts (`shifts`). With --user-digits DIR (a folder with labels.csv)
-each model also reads those pictures as `digitrec predict` does, and the pooled readings of
+each model also reads those pictures as `digitrec predict` does (and, in the last column,
+with every EXIF orientation tag applied as it stands), and the pooled readings of
 all seeds are scored for calibration (expected calibration error, and how many wrong
 readings each confidence threshold leaves unflagged). --train-size N trains on a random
 N-image subset of the train split (a quick estimate for a large dataset).
@@ -130,6 +131,8 @@ def train_one(config_json: str, work: Path) -> None:
             readings = pickle.load(f)
         predict_readings(result.model, readings)
         answer["user"] = [r.probabilities.tolist() for r in readings]
+        as_tagged = predict_digits(result.model, np.stack([r.prepared.digit for r in readings]))
+        answer["user_as_tagged"] = as_tagged.tolist()
     print(json.dumps(answer))
 
 
@@ -222,8 +225,8 @@ def accurate_setting() -> dict:
 
 def report(rows: list, names: list[str], user_labels: np.ndarray | None) -> None:
     print(f"{'seed':>6}{'test acc':>10}{'shifts':>8}{'train s':>9}{'cnn3 s':>8}"
-          f"{'user reads':>12}")
-    reads = []
+          f"{'user reads':>12}{'EXIF as tagged':>16}")
+    reads, tagged = [], []
     for seed, result, cnn3 in rows:
         line = (f"{seed:>6}{result['accuracy']:>10.2%}{result['shifts']:>8.2%}"
                 f"{result['seconds']:>9.1f}"
@@ -232,6 +235,10 @@ def report(rows: list, names: list[str], user_labels: np.ndarray | None) -> None
             predicted = np.asarray(result["user"]).argmax(axis=1)
             reads.append(int((predicted == user_labels).sum()))
             line += f"{reads[-1]:>8}/{len(user_labels)}"
+            if "user_as_tagged" in result:
+                as_tagged = np.asarray(result["user_as_tagged"]).argmax(axis=1)
+                tagged.append(int((as_tagged == user_labels).sum()))
+                line += f"{tagged[-1]:>12}/{len(user_labels)}"
         print(line)
     accuracies = [r["accuracy"] for _, r, _ in rows]
     shifts = [r["shifts"] for _, r, _ in rows]
@@ -247,6 +254,8 @@ def report(rows: list, names: list[str], user_labels: np.ndarray | None) -> None
         line += f"{'':>8}"
     if reads:
         line += f"{np.median(reads):>8.0f}/{len(user_labels)}"
+    if tagged:
+        line += f"{np.median(tagged):>12.0f}/{len(user_labels)}"
     print(line)
     if user_labels is None:
         return
