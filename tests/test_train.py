@@ -158,8 +158,8 @@ def test_config_from_params_reads_augment_forms():
 
 
 @pytest.mark.parametrize("augment, expected", [
-    (True, dict(redrawn=0.0, flip=True, rotation=0.0, shift=2.0)),
-    ({"rotation": 5, "redrawn": 0.2}, dict(redrawn=0.2, flip=True, rotation=5)),
+    (True, dict(redrawn=0.0, flip=True, rotation=0.0, shift=0.0, zoom=0.0)),
+    ({"rotation": 5, "redrawn": 0.2}, dict(redrawn=0.2, flip=True, rotation=5, shift=0.0)),
     ({"flip": False}, dict(redrawn=0.0, flip=False)),
 ])
 def test_a_dataset_style_fills_what_params_leave_out(augment, expected):
