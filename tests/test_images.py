@@ -2,11 +2,11 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 from scipy import ndimage
 
 from digitrec import images
-from digitrec.examples import draw_digit
+from digitrec.examples import STROKES, draw_digit
 
 
 def mnist_style(digit: int = 2) -> np.ndarray:
@@ -99,6 +99,57 @@ def test_thin_pen_on_a_large_picture_gets_mnist_thick_strokes():
     assert 2.0 <= images.stroke_width(digit > 0.5) <= 3.6
 
 
+def paint_program_digit(digit: int, pen: int, canvas=(1150, 650), where=(420, 100),
+                        span: int = 150) -> Image.Image:
+    """A digit drawn with a paint program's thin brush: black `pen`-px lines, no
+    anti-aliasing, small on a large white canvas."""
+    picture = Image.new("L", canvas, 255)
+    draw = ImageDraw.Draw(picture)
+    for stroke in STROKES[digit]:
+        draw.line([(where[0] + x * span, where[1] + y * span) for x, y in stroke], fill=0,
+                  width=pen)
+    return picture
+
+
+@pytest.mark.parametrize("pen", [1, 2])
+@pytest.mark.parametrize("digit", [3, 7])
+def test_thin_pen_on_a_large_canvas_is_found(digit, pen):
+    reference = images.prepare_image(paint_program_digit(digit, 6, (300, 300), (75, 75))).digit
+    thin = images.prepare_image(paint_program_digit(digit, pen)).digit
+    assert_close_to(thin, reference)
+    assert 2.0 <= images.stroke_width(thin > 0.5) <= 3.6
+
+
+def save_tagged_jpeg(path, picture: Image.Image, recorded_size: tuple[int, int]) -> None:
+    """A JPEG whose EXIF says "turn 90 degrees clockwise to show" (orientation 6), as a
+    phone writes, and records the picture size `recorded_size`."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x0100], exif[0x0101] = recorded_size
+    picture.convert("RGB").save(path, exif=exif, quality=95)
+
+
+def test_exif_orientation_of_a_camera_picture_is_applied(tmp_path):
+    reference = mnist_style(7)
+    upright = as_big_picture(reference, scale=8, canvas=(300, 260), where=(38, 18))
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # as the camera stored it
+    save_tagged_jpeg(tmp_path / "camera.jpg", stored, stored.size)
+    prepared = images.prepare_file(tmp_path / "camera.jpg")
+    assert_close_to(prepared.digit, reference)
+    assert prepared.as_stored is None
+
+
+def test_exif_orientation_of_an_edited_picture_is_doubted(tmp_path):
+    """Turned upright and cropped by an editor that kept the camera's tag and size: the tag
+    is applied, as browsers do, but the digit as stored comes along to be read too."""
+    reference = mnist_style(7)
+    upright = as_big_picture(reference, scale=8, canvas=(300, 260), where=(38, 18))
+    save_tagged_jpeg(tmp_path / "edited.jpg", upright, (4000, 2252))
+    prepared = images.prepare_file(tmp_path / "edited.jpg")
+    assert_close_to(prepared.as_stored, reference)
+    assert_close_to(np.rot90(prepared.digit), reference)  # the tag turned it sideways
+
+
 def test_thick_marker_gets_thinner():
     thick = draw_digit(3, 200, pen=0.16, ink=0, paper=255, seed=0)
     digit = images.prepare_image(thick).digit
@@ -144,7 +195,9 @@ def test_specks_do_not_move_the_digit():
 
 
 def test_blank_picture_says_so():
+    grain = np.random.default_rng(0).normal(225, 6, (650, 1150))
     for blank in (Image.new("L", (300, 200), 230),
+                  Image.fromarray(np.clip(grain, 0, 255).astype(np.uint8)),
                   Image.new("RGB", (64, 64), (0, 0, 0)),
                   Image.new("RGBA", (64, 64), (0, 0, 0, 0))):
         with pytest.raises(images.ImageProblem, match="no ink found"):

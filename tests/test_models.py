@@ -13,6 +13,7 @@ EXPECTED_PARAMETERS = {
     "lenet5": 61_706,
     "cnn5x5_dropout": 3_274_634,
     "digitnet": 33_802,
+    "digitnet128": 62_538,
     "digitnet_wide": 113_674,
 }
 

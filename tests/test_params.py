@@ -42,6 +42,8 @@ def with_change(section: str, key: str | None, value) -> dict:
         return params
     *parents, last = [section, *key.split(".")]
     for name in parents:
+        if not isinstance(target.get(name), dict):
+            target[name] = {}  # e.g. `augment: true`, changed field by field
         target = target[name]
     if value is ...:
         del target[last]

@@ -475,3 +475,26 @@ def test_cli_names_classes_by_the_project_dataset(tmp_path, monkeypatch):
     assert cli.project_class_names()[:3] == ("0", "1", "2")  # no project here: digits
     (tmp_path / "params.yaml").write_text("dataset: fashion_mnist\n")
     assert cli.project_class_names()[:2] == ("T-shirt/top", "Trouser")
+
+
+class TopHeavyModel:
+    """Reads ink in the top half as a 1 (90% sure), anything else as a 4 (50% sure)."""
+
+    def predict_on_batch(self, views: np.ndarray) -> np.ndarray:
+        top = views[:, :14].sum(axis=(1, 2, 3)) > views[:, 14:].sum(axis=(1, 2, 3))
+        probabilities = np.where(top[:, None], 0.1 / 9, 0.5 / 9) * np.ones((1, 10))
+        probabilities[top, 1] = 0.9
+        probabilities[~top, 4] = 0.5
+        return probabilities
+
+
+def test_a_doubtful_exif_turn_keeps_the_more_confident_reading():
+    from digitrec.images import Prepared
+
+    top, bottom = np.zeros((28, 28), np.float32), np.zeros((28, 28), np.float32)
+    top[4:10, 8:20], bottom[18:24, 8:20] = 1.0, 1.0
+    doubtful = predict.Reading("a.jpg", Path("a.jpg"), Prepared(bottom, True, None, top))
+    turned_right = predict.Reading("b.jpg", Path("b.jpg"), Prepared(top, True, None, bottom))
+    plain = predict.Reading("c.jpg", Path("c.jpg"), Prepared(bottom, True, None))
+    predict.predict_readings(TopHeavyModel(), [doubtful, turned_right, plain])
+    assert [r.prediction for r in (doubtful, turned_right, plain)] == [1, 1, 4]

@@ -6,11 +6,12 @@ import time
 
 import numpy as np
 import pytest
+import yaml
 from helpers import synthetic_dataset_arrays, write_raw
 
 from digitrec import prepare
 from digitrec.errors import DigitrecError
-from digitrec.params import Augment, TrainParams, parse_section
+from digitrec.params import Augment, TrainParams, parse_section, read_params
 
 pytestmark = pytest.mark.slow
 
@@ -184,6 +185,18 @@ def train_section(**changes):
             "augment": True, **changes}
 
 
+def read_train(tmp_path, dataset: str, **changes) -> TrainParams:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"dataset": dataset, "train": train_section(**changes)}))
+    return read_params("train", path=path).train
+
+
+@pytest.mark.parametrize("smoothing", [-0.1, 1.0])
+def test_label_smoothing_outside_0_to_1_is_refused(tmp_path, smoothing):
+    with pytest.raises(DigitrecError, match="train.label_smoothing: expected a share from 0"):
+        read_train(tmp_path, "mnist", label_smoothing=smoothing)
+
+
 def test_config_from_params_reads_augment_forms():
     assert parse_section(TrainParams, train_section(augment=False), "train").augment is None
     shifted = parse_section(TrainParams, train_section(augment={"shift": 1}), "train")
@@ -192,6 +205,38 @@ def test_config_from_params_reads_augment_forms():
         parse_section(TrainParams, train_section(epochz=3), "train")
     with pytest.raises(DigitrecError, match="unknown setting train.augment.shear"):
         parse_section(TrainParams, train_section(augment={"shear": 5}), "train")
+
+
+@pytest.mark.parametrize("augment, expected", [
+    (True, dict(redrawn=0.0, flip=True, rotation=0.0, shift=0.0, zoom=0.0)),
+    ({"rotation": 5, "redrawn": 0.2}, dict(redrawn=0.2, flip=True, rotation=5, shift=0.0)),
+    ({"flip": False}, dict(redrawn=0.0, flip=False)),
+])
+def test_a_dataset_style_fills_what_params_leave_out(tmp_path, augment, expected):
+    config = read_train(tmp_path, "fashion_mnist", augment=augment)
+    assert {name: getattr(config.augment, name) for name in expected} == expected
+    assert read_train(tmp_path, "fashion_mnist", augment=False).augment is None
+    digits = read_train(tmp_path, "mnist", augment=True)
+    assert digits.augment == Augment() == TrainParams().augment
+    assert digits.augment.redrawn == 0.5 and not digits.augment.flip
+
+
+def test_flip_mirrors_about_half_of_the_images():
+    from digitrec.backend import tf
+    from digitrec.data import augment_batch
+
+    images = np.zeros((64, 28, 28, 1), np.float32)
+    images[:, 4:24, 3:9] = 1.0  # a bar on the left
+    seed = tf.constant([1, 2], tf.int64)
+    out = augment_batch(tf.constant(images), seed, 0.0, 0.0, 0.0, flip=True).numpy()
+    mirrored = [np.array_equal(o, images[0, :, ::-1]) for o in out]
+    kept = [np.array_equal(o, images[0]) for o in out]
+    assert all(m != k for m, k in zip(mirrored, kept, strict=True))
+    assert 16 <= sum(mirrored) <= 48
+    np.testing.assert_array_equal(
+        out, augment_batch(tf.constant(images), seed, 0.0, 0.0, 0.0, flip=True).numpy())
+    assert np.array_equal(augment_batch(tf.constant(images), seed, 0.0, 0.0, 0.0).numpy(),
+                          images)
 
 
 def test_redrawn_share_picks_a_version_per_image_anew_every_epoch():

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from digitrec.backend import tf
-from digitrec.datasets import IMAGE_SIDE
+from digitrec.datasets import IMAGE_SIDE, NUM_CLASSES
 from digitrec.params import Augment
 
 
@@ -61,9 +61,11 @@ def training_dataset(
         batch_images, batch_labels = batch
         if share > 0:
             batch_images = pick_version(batch_images, share, tf.stack([seed_tensor, -1 - step]))
-        if augment is not None and (augment.shift or augment.rotation or augment.zoom):
+        if augment is not None and (augment.shift or augment.rotation or augment.zoom
+                                    or augment.flip):
             batch_images = augment_batch(batch_images, tf.stack([seed_tensor, step]),
-                                         augment.shift, augment.rotation, augment.zoom)
+                                         augment.shift, augment.rotation, augment.zoom,
+                                         augment.flip)
         return batch_images, batch_labels
 
     dataset = dataset.map(prepare_batch)
@@ -83,14 +85,22 @@ def validation_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int
     return examples(images, labels).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def one_hot_labels(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """(images, class numbers) batches as (images, one-hot rows): the loss smooths labels,
+    which Keras' sparse loss cannot, and a model saved with the categorical one still loads
+    with Keras alone."""
+    return dataset.map(lambda images, labels: (images, tf.one_hot(labels, NUM_CLASSES)))
+
+
 def examples(images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
     """(image, label) pairs; labels as int32, which the loss expects."""
     return tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
 
 
 def augment_batch(images: tf.Tensor, seed: tf.Tensor, shift: float, rotation: float,
-                  zoom: float) -> tf.Tensor:
-    """Shift (pixels), rotate (degrees) and zoom (relative) each image by a random amount.
+                  zoom: float, flip: bool = False) -> tf.Tensor:
+    """Shift (pixels), rotate (degrees) and zoom (relative) each image by a random amount,
+    and with `flip`, mirror half of them left to right (clothes, not digits).
 
     One affine transform per image, applied in a single resampling, so augmentation costs
     little next to the model and does not blur the digit three times over.
@@ -103,10 +113,17 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor, shift: float, rotation: fl
     # The transform maps each output pixel to the input pixel it samples from.
     cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
     centre = (IMAGE_SIDE - 1) / 2
+    # A mirrored image samples column `2 * centre - x` where the plain one samples x.
+    mirror = tf.ones_like(cos)
+    if flip:
+        coin = tf.random.stateless_uniform([n], seed=tf.random.experimental.stateless_fold_in(
+            seed, 1))
+        mirror = tf.where(coin < 0.5, -1.0, 1.0)
+    offset = (1 - mirror) * centre
     zeros = tf.zeros_like(cos)
     transforms = tf.stack([
-        cos, -sin, centre - cos * centre + sin * centre - dx,
-        sin, cos, centre - sin * centre - cos * centre - dy,
+        mirror * cos, -sin, centre - cos * centre + sin * centre - dx + offset * cos,
+        mirror * sin, cos, centre - sin * centre - cos * centre - dy + offset * sin,
         zeros, zeros,
     ], axis=1)
     return tf.raw_ops.ImageProjectiveTransformV3(

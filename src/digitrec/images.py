@@ -43,14 +43,19 @@ MNIST_STROKE = 2.7        # median stroke width of MNIST digits, px at 28x28 (2*
 MIN_CONTRAST = 0.06       # ink must differ from the background by this much (of full range)
 FLAT_BACKGROUND = 0.04    # a background this even (99th percentile) needs no flattening
 SPECK_FRACTION = 0.06     # pieces smaller than this share of the largest piece are specks
+THIN_INK_PIXELS = 20      # a thin pen on a large canvas leaves at least this many ink pixels
+NOISE_MARGIN = 4.0        # ...at least this many times brighter than the background's noise
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
 EXIF_ORIENTATION = 0x0112
+EXIF_SIZE_TAGS = ((0x0100, 0x0101), (0xA002, 0xA003))  # image width/height, in IFD0 and Exif
+EXIF_IFD = 0x8769
 TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
              6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
              8: Image.Transpose.ROTATE_90}
+UNDO_TRANSPOSE = {**TRANSPOSE, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
 
 
 class ImageProblem(DigitrecError):
@@ -64,12 +69,24 @@ class Prepared:
     digit: np.ndarray         # float32 (28, 28) in [0, 1], white ink on black
     inverted: bool            # the picture had dark ink on a light background
     thumbnail: Image.Image    # the original, small, for contact sheets
+    as_stored: np.ndarray | None = None  # the digit unturned, when the EXIF turn is doubtful
 
 
 def load_image(source: str | Path | BinaryIO) -> Image.Image:
     """Open the first frame of a picture, upright, refusing decompression bombs.
 
     `source` is a path or a seekable binary file object (an upload held in memory).
+    """
+    return load_oriented(source)[0]
+
+
+def load_oriented(source: str | Path | BinaryIO) -> tuple[Image.Image, int | None]:
+    """`load_image`, and the EXIF orientation it applied when that is in doubt (else None).
+
+    An orientation tag is doubtful when the EXIF block records a picture size that is not
+    this picture's: the file was edited after the camera wrote it, and editors that turn or
+    crop the pixels often copy the old tag unchanged, so that applying it, as browsers do,
+    turns an upright digit sideways.
     """
     if isinstance(source, (str, Path)):
         source = Path(source)
@@ -84,9 +101,11 @@ def load_image(source: str | Path | BinaryIO) -> Image.Image:
         try:
             image = Image.open(source)
             image.seek(0)
+            exif = image.getexif()
+            orientation = exif.get(EXIF_ORIENTATION, 1)
+            doubtful = orientation in TRANSPOSE and not exif_size_matches(exif, image.size)
             if image.format == "JPEG":
                 image.draft(image.mode, (WORK_SIDE, WORK_SIDE))  # decode at reduced size
-            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
             image.load()
             image = reduce_large(image)
             if orientation in TRANSPOSE:
@@ -97,7 +116,19 @@ def load_image(source: str | Path | BinaryIO) -> Image.Image:
             raise ImageProblem("not an image Pillow can read") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageProblem(f"corrupt or truncated image: {exc}") from None
-    return image
+    return image, orientation if doubtful else None
+
+
+def exif_size_matches(exif: Image.Exif, size: tuple[int, int]) -> bool:
+    """Whether the picture size the EXIF block records (if any) is this picture's."""
+    try:
+        recorded = [(exif.get(w), exif.get(h)) for w, h in EXIF_SIZE_TAGS[:1]]
+        extra = exif.get_ifd(EXIF_IFD)
+        recorded += [(extra.get(w), extra.get(h)) for w, h in EXIF_SIZE_TAGS[1:]]
+    except (KeyError, TypeError, ValueError, OSError):
+        return False
+    sizes = [(int(w), int(h)) for w, h in recorded if isinstance(w, int) and isinstance(h, int)]
+    return all(recorded_size in (size, size[::-1]) for recorded_size in sizes)
 
 
 def _resizable(image: Image.Image) -> Image.Image:
@@ -215,7 +246,7 @@ def find_ink(flat: np.ndarray) -> np.ndarray:
 
     Returns the grey ink (not a hard mask) so a small digit scales up smoothly.
     """
-    contrast = float(np.percentile(flat, 99.8))
+    contrast = ink_level(flat)
     if contrast < MIN_CONTRAST:
         raise ImageProblem("no ink found: the picture looks blank")
     normalised = np.clip(flat / contrast, 0, 1)
@@ -239,6 +270,24 @@ def find_ink(flat: np.ndarray) -> np.ndarray:
     kept = np.concatenate([[False], keep])[labels]
     near = ndimage.maximum_filter(kept.view(np.uint8), size=5) > 0  # kept, grown by 2 px
     return np.where(near, np.maximum(normalised, kept * 0.51), 0.0).astype(np.float32)
+
+
+def ink_level(flat: np.ndarray) -> float:
+    """How bright the ink is: the 99.8th percentile of a bright-ink picture.
+
+    A 1-2 px pen on a large canvas (a paint program's default brush on a 1150x650 page)
+    covers less than 0.2% of the picture, and shrinking to the working size fades its
+    strokes to a fifth of their contrast, so the percentile sees only background. Then the
+    level of the brightest few dozen pixels counts instead, when it stands well clear of
+    the background's own noise (so grain on a blank photo still reads as blank).
+    """
+    level = float(np.percentile(flat, 99.8))
+    if level >= MIN_CONTRAST or flat.size <= 10 * THIN_INK_PIXELS:
+        return level
+    values = flat.ravel()
+    brightest = float(np.partition(values, values.size - THIN_INK_PIXELS)[-THIN_INK_PIXELS])
+    noise = float(np.percentile(flat, 99))
+    return brightest if brightest >= NOISE_MARGIN * noise else level
 
 
 def _touching_border(labels: np.ndarray, count: int) -> np.ndarray:
@@ -350,6 +399,13 @@ def thumbnail(image: Image.Image, side: int = 64) -> Image.Image:
     return small.convert("RGB")
 
 
-def prepare_file(path: str | Path) -> Prepared:
-    """`prepare_image` for a file on disk."""
-    return prepare_image(load_image(path))
+def prepare_file(source: str | Path | BinaryIO) -> Prepared:
+    """`prepare_image` for a file (a path, or an upload held in memory); when its EXIF
+    orientation is doubtful, the digit as stored (unturned) comes along, for the reader to
+    try both."""
+    image, doubtful = load_oriented(source)
+    prepared = prepare_image(image)
+    if doubtful is not None:
+        unturned = Image.fromarray(prepared.digit, "F").transpose(UNDO_TRANSPOSE[doubtful])
+        prepared.as_stored = np.asarray(unturned, dtype=np.float32)
+    return prepared

@@ -92,9 +92,10 @@ def broadcast_from_chief(strategy: tf.distribute.Strategy, variables: list[tf.Va
     return int(received[-1].numpy())
 
 
-def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model, global_batch: int):
+def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model, global_batch: int,
+                    label_smoothing: float):
     """One synchronous step on every worker; returns the summed (loss, correct, seen)."""
-    loss_fn = loss(reduction=None)
+    loss_fn = loss(label_smoothing, reduction=None)
 
     def on_replica(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
         with tf.GradientTape() as tape:
@@ -103,10 +104,9 @@ def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model, global
             step_loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
         gradients = tape.gradient(step_loss, model.trainable_variables)
         model.optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-        predicted = tf.argmax(probabilities, axis=1, output_type=labels.dtype)
-        return (tf.reduce_sum(per_example),
-                tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32)),
-                tf.cast(tf.size(labels), tf.float32))
+        right = tf.equal(tf.argmax(probabilities, axis=1), tf.argmax(labels, axis=1))
+        return (tf.reduce_sum(per_example), tf.reduce_sum(tf.cast(right, tf.float32)),
+                tf.cast(tf.shape(labels)[0], tf.float32))
 
     @tf.function
     def train_step(iterator: Any) -> tuple[tf.Tensor, ...]:
@@ -116,19 +116,21 @@ def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model, global
     return train_step
 
 
-def evaluate_locally(model: keras.Model, data: tf.data.Dataset) -> dict[str, float]:
+def evaluate_locally(model: keras.Model, data: tf.data.Dataset, label_smoothing: float
+                     ) -> dict[str, float]:
     """Validation loss and accuracy, each worker on the whole (small) validation split.
 
     Every worker holds the same weights, so they all get the same numbers, with no
     communication.
     """
-    loss_fn = loss(reduction="sum")
+    loss_fn = loss(label_smoothing, reduction="sum")
     total_loss = correct = seen = 0.0
     for images, labels in data:
         probabilities = model(images, training=False)
         total_loss += float(loss_fn(labels, probabilities))
-        correct += scoring.accuracy(probabilities.numpy(), labels.numpy()) * len(labels)
-        seen += len(labels)
+        classes = scoring.predictions(labels.numpy())
+        correct += scoring.accuracy(probabilities.numpy(), classes) * len(classes)
+        seen += len(classes)
     return {"val_accuracy": correct / seen, "val_loss": total_loss / seen}
 
 
@@ -194,7 +196,7 @@ def custom_loop(run: TrainingRun, task: Task, strategy: tf.distribute.Strategy,
 
     batches = iter(strategy.distribute_datasets_from_function(worker_dataset))
     val_data = run.validation_data()
-    train_step = make_train_step(strategy, model, config.batch_size)
+    train_step = make_train_step(strategy, model, config.batch_size, config.label_smoothing)
     history: dict[str, list[float]] = {}
     start = time.perf_counter()
     for epoch in range(run.state.completed_epochs, config.epochs):
@@ -208,7 +210,7 @@ def custom_loop(run: TrainingRun, task: Task, strategy: tf.distribute.Strategy,
                                                 "accuracy": correct / seen})
         callbacks.on_test_begin()  # the averaged weights in place, as fit's validation has
         logs = {"accuracy": correct / seen, "loss": loss_sum / seen,
-                **evaluate_locally(model, val_data)}
+                **evaluate_locally(model, val_data, config.label_smoothing)}
         callbacks.on_test_end()
         callbacks.on_epoch_end(epoch, logs)
         for key, value in logs.items():

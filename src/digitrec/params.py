@@ -75,6 +75,7 @@ class Augment:
     rotation: float = setting(10.0, "degrees, from 0 to 180", lambda value: 0 <= value <= 180)
     zoom: float = setting(0.1, "a relative scale from 0 to below 1", lambda value: 0 <= value < 1)
     redrawn: float = setting(0.5, "a share of the training images, from 0 to 1", _fraction)
+    flip: bool = setting(False, "true or false (mirror half of the images)")
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,10 @@ class TrainParams:
     warmup: float = setting(0.2, "a fraction of training, from 0 to below 1",
                             lambda value: 0 <= value < 1)
     ema: bool = setting(True, "true or false")
+    label_smoothing: float = setting(0.1, "a share from 0 to below 1",
+                                     lambda value: 0 <= value < 1)
     augment: Augment | None = setting(
-        Augment(), "true, false, or a mapping of shift, rotation, zoom, redrawn")
+        Augment(), "true, false, or a mapping of shift, rotation, zoom, redrawn, flip")
     seed: int = setting(42, "a whole number")
     checkpoint_every: int = setting(5, "a whole number of epochs, 1 or more", _at_least(1))
     keep_checkpoints: int = setting(3, "a whole number, 1 or more", _at_least(1))
@@ -133,9 +136,27 @@ def read_params(*sections: str, path: str | os.PathLike = PARAMS_FILE) -> Params
             raise DigitrecError(f"{path}: missing section {name!r}")
         if name == "dataset":
             checked[name] = _choice(raw[name], tuple(DATASETS), "dataset", path)
+        elif name == "train":
+            dataset = _choice(raw.get("dataset"), tuple(DATASETS), "dataset", path)
+            section = in_dataset_style(raw[name], DATASETS[dataset].augment)
+            checked[name] = parse_section(TrainParams, section, name, path)
         else:
             checked[name] = parse_section(SECTIONS[name], raw[name], name, path)
     return Params(**checked)
+
+
+def in_dataset_style(train: Any, style: dict[str, Any]) -> Any:
+    """The train section with `augment: true`, and what an augment mapping leaves out, in
+    the dataset's own style (`datasets.Dataset.augment`: what differs from the handwriting
+    defaults), so that `dataset: NAME` alone trains well."""
+    if not isinstance(train, dict):
+        return train
+    augment = train.get("augment")
+    if augment is True:
+        return {**train, "augment": dict(style)}
+    if isinstance(augment, dict):
+        return {**train, "augment": {**style, **augment}}
+    return train
 
 
 def load_file(path: Path) -> dict[str, Any]:

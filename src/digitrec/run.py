@@ -31,7 +31,7 @@ import numpy as np
 
 from digitrec import codedeps, models, prepared
 from digitrec.backend import keras, tf
-from digitrec.data import training_dataset, validation_dataset
+from digitrec.data import one_hot_labels, training_dataset, validation_dataset
 from digitrec.errors import DigitrecError
 from digitrec.modelfile import save_model
 from digitrec.params import TrainParams
@@ -59,9 +59,13 @@ class TrainResult:
     wrote_outputs: bool = True       # False on a multi-worker job's non-chief workers
 
 
-def loss(reduction: str | None = "sum_over_batch_size") -> keras.losses.Loss:
-    """The loss every model trains with: labels are class numbers, outputs probabilities."""
-    return keras.losses.SparseCategoricalCrossentropy(reduction=reduction)
+def loss(label_smoothing: float, reduction: str | None = "sum_over_batch_size"
+         ) -> keras.losses.Loss:
+    """The loss every model trains with: labels are one-hot rows, outputs probabilities.
+    Label smoothing spreads a share of each label over all classes, which keeps the model
+    from learning to be 100% sure."""
+    return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing,
+                                                reduction=reduction)
 
 
 def seed_everything(seed: int) -> None:
@@ -178,7 +182,7 @@ class TrainingRun:
         """The registry model, compiled with the run's optimizer, loss and metric."""
         model = models.build_model(self.config.model)
         model.compile(optimizer=make_optimizer(self.config, self.steps_per_epoch),
-                      loss=loss(), metrics=["accuracy"])
+                      loss=loss(self.config.label_smoothing), metrics=["accuracy"])
         return model
 
     def training_data(self, shard: tuple[int, int] | None = None) -> tf.data.Dataset:
@@ -187,13 +191,14 @@ class TrainingRun:
         redrawn = None
         if augment is not None and augment.redrawn > 0:
             redrawn = prepared.load_redrawn(self.prepared_dir)
-        return training_dataset(np.asarray(self.train_images), self.train_labels,
-                                self.batch_size, self.config.seed, augment, redrawn,
-                                skip_epochs=self.state.completed_epochs, shard=shard)
+        return one_hot_labels(training_dataset(
+            np.asarray(self.train_images), self.train_labels, self.batch_size,
+            self.config.seed, augment, redrawn, skip_epochs=self.state.completed_epochs,
+            shard=shard))
 
     def validation_data(self) -> tf.data.Dataset:
-        return validation_dataset(np.asarray(self.val_images), self.val_labels,
-                                  VALIDATION_BATCH)
+        return one_hot_labels(validation_dataset(np.asarray(self.val_images), self.val_labels,
+                                                 VALIDATION_BATCH))
 
     def callbacks(self, parameter_count: int) -> list[keras.callbacks.Callback]:
         """What runs around every step and epoch, in this order: back up the raw state,

@@ -2,8 +2,8 @@
 
 Built on Starlette (the ASGI toolkit under FastAPI) and uvicorn, installed with
 `pip install "digitrec[serve]"`. A picture reaches the model exactly as in `digitrec predict`:
-`images.load_image`, `images.prepare_image`, then `predict.predict_digits` with its one-pixel
-shifts, so the page, the API and the command agree on every picture.
+`images.prepare_file`, then `predict.read_prepared` (one-pixel shifts, a doubtful EXIF turn
+read both ways), so the page, the API and the command agree on every picture.
 
 Everything a client sends is hostile: the body is counted while it arrives and refused with
 413 past `MAX_BODY` bytes, pictures are decoded under Pillow's decompression-bomb limit and
@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from digitrec.errors import DigitrecError
-from digitrec.images import ImageProblem, load_image, prepare_image
-from digitrec.predict import predict_digits
+from digitrec.images import ImageProblem, prepare_file
+from digitrec.predict import read_prepared
 
 MAX_BODY = 10 * 1024 * 1024   # bytes of one request body: ample for a phone photo
 BODY_IDLE = 30.0              # seconds a request body may stall before it is given up
@@ -67,10 +67,10 @@ class Reader:
     def read(self, data: bytes) -> dict[str, Any]:
         """The answer for one picture's bytes; `ImageProblem` if it is not a readable digit."""
         with self._decoders:
-            prepared = prepare_image(load_image(io.BytesIO(data)))
+            prepared = prepare_file(io.BytesIO(data))
         with self._model_lock:
-            probabilities = predict_digits(self.model, prepared.digit[None])[0]
-        return answer(probabilities, prepared.digit, prepared.inverted)
+            probabilities, digits = read_prepared(self.model, [prepared])
+        return answer(probabilities[0], digits[0], prepared.inverted)
 
 
 def answer(probabilities: np.ndarray, digit: np.ndarray, inverted: bool) -> dict[str, Any]:
