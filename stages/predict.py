@@ -14,11 +14,19 @@ OUTPUTS = predict.Outputs(csv=Path("data/predictions/predictions.csv"),
                           metrics=Path("metrics/predict.json"))
 
 
+SHOWN_ERRORS = 20  # when nothing could be read, why, for this many pictures
+
+
 def main(params_file: Path) -> str:
     params = read_params("dataset", "predict", path=params_file)
-    batch = predict.predict_batch(MODEL, [Path(params.predict.images)], OUTPUTS,
-                                  class_names=get_dataset(params.dataset).class_names,
-                                  threshold=params.predict.unsure_below, progress=True)
+    try:
+        batch = predict.predict_batch(MODEL, [Path(params.predict.images)], OUTPUTS,
+                                      class_names=get_dataset(params.dataset).class_names,
+                                      threshold=params.predict.unsure_below, progress=True)
+    except predict.NothingReadable as exc:
+        for reading in exc.readings[:SHOWN_ERRORS]:
+            print(f"{reading.name}: {reading.error}", file=sys.stderr)
+        raise
     for warning in batch.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return f"predict: {predict.summary_line(batch)}; wrote {OUTPUTS.csv}"

@@ -1,6 +1,7 @@
 """Every params section is checked once: a wrong type, a value out of range, an unknown or
 missing key is one `error:` line naming the key, exit 1, no traceback, nothing written."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -54,22 +55,24 @@ def with_change(section: str, key: str | None, value) -> dict:
 
 # (section, key, bad value, what the error must say)
 BAD = [
-    ("train", "learning_rate", "abc", "train.learning_rate: expected a positive number, got 'abc'"),
+    ("train", "learning_rate", "abc",
+     "train.learning_rate: expected a positive number, at most 10, got 'abc'"),
     ("train", "learning_rate", float("inf"), "train.learning_rate: expected a positive number"),
-    ("train", "learning_rate", 0, "train.learning_rate: expected a positive number, got 0"),
-    ("train", "epochs", "3", "train.epochs: expected a whole number, 1 or more, got '3'"),
-    ("train", "epochs", 1.5, "train.epochs: expected a whole number, 1 or more, got 1.5"),
-    ("train", "epochs", 0, "train.epochs: expected a whole number, 1 or more, got 0"),
+    ("train", "learning_rate", 0,
+     "train.learning_rate: expected a positive number, at most 10, got 0"),
+    ("train", "epochs", "3", "train.epochs: expected a whole number from 1 to 10000, got '3'"),
+    ("train", "epochs", 1.5, "train.epochs: expected a whole number from 1 to 10000, got 1.5"),
+    ("train", "epochs", 0, "train.epochs: expected a whole number from 1 to 10000, got 0"),
     ("train", "epochs", True, "train.epochs: expected a whole number"),
     ("train", "augment", [1, 2], "train.augment: expected true, false, or a mapping"),
     ("train", "augment", "yes", "train.augment: expected true, false, or a mapping"),
-    ("train", "augment.shift", "big", "train.augment.shift: expected pixels, 0 or more"),
+    ("train", "augment.shift", "big", "train.augment.shift: expected pixels, from 0 to 14"),
     ("train", "augment.redrawn", 1.5, "train.augment.redrawn: expected a share"),
     ("train", "optimizer", "rmsprop", "train.optimizer: expected one of adam, adamw, sgd"),
     ("train", "ema", "yes", "train.ema: expected true or false, got 'yes'"),
     ("train", "epochz", 3, "unknown setting train.epochz; train takes model, epochs"),
     ("train", "seed", ..., "missing setting train.seed"),
-    ("prepare", "seed", "x", "prepare.seed: expected a whole number, got 'x'"),
+    ("prepare", "seed", "x", "prepare.seed: expected a whole number from 0 to 4294967295, got 'x'"),
     ("prepare", "val_size", ..., "missing setting prepare.val_size"),
     ("prepare", "val_size", 1.5, "prepare.val_size: expected a fraction between 0 and 1"),
     ("prepare", "val_size", 0, "prepare.val_size: expected a fraction"),
@@ -78,12 +81,22 @@ BAD = [
     ("download", "mirrors", "official", "download.mirrors: expected a list of mirrors"),
     ("download", "mirrors", [], "download.mirrors: expected a list of mirrors"),
     ("download", "verify", "no", "download.verify: expected true or false"),
-    ("download", "deadline", -5, "download.deadline: expected a positive number of seconds"),
-    ("download", "deadline", "soon", "download.deadline: expected a positive number"),
-    ("download", "stall_window", 0, "download.stall_window: expected a positive number"),
+    ("download", "deadline", -5, "download.deadline: expected seconds, above 0 and at most"),
+    ("download", "deadline", "soon", "download.deadline: expected seconds, above 0"),
+    ("download", "stall_window", 0, "download.stall_window: expected seconds, above 0"),
     ("download", "min_speed", -1, "download.min_speed: expected bytes per second, 0 or more"),
     ("download", "min_speed", True, "download.min_speed: expected bytes per second"),
     ("predict", "unsure_below", 2, "predict.unsure_below: expected a confidence from 0 to 1"),
+    ("prepare", "seed", -1, "prepare.seed: expected a whole number from 0 to 4294967295"),
+    ("train", "seed", 10**23, "train.seed: expected a whole number from 0 to 4294967295"),
+    ("train", "epochs", 10**23, "train.epochs: expected a whole number from 1 to 10000"),
+    ("train", "batch_size", 10**23, "train.batch_size: expected a whole number from 1 to"),
+    ("train", "learning_rate", 1e300, "train.learning_rate: expected a positive number, at"),
+    ("train", "augment.shift", 1e300, "train.augment.shift: expected pixels, from 0 to 14"),
+    ("download", "mirrors", ["ftp://x/"], "download.mirrors: expected a list of mirrors"),
+    ("download", "mirrors", ["file://host/x"], "download.mirrors: expected a list of mirrors"),
+    ("download", "mirrors", ["http://[::1"], "download.mirrors: expected a list of mirrors"),
+    ("download", "mirrors", ["/tmp\0x"], "download.mirrors: expected a list of mirrors"),
     ("predict", None, "pictures/", "predict: expected a mapping of settings"),
     ("dataset", None, "kmnist", "dataset: expected one of mnist, fashion_mnist, got 'kmnist'"),
 ]
@@ -110,7 +123,7 @@ def test_good_forms_are_read():
     assert parse_section(PrepareParams, counted, "prepare").val_size == 250
 
 
-def test_file_level_problems(tmp_path):
+def test_file_level_problems(tmp_path, monkeypatch):
     path = tmp_path / "params.yaml"
     path.write_bytes(b"train:\n  model: digitnet\xff\n")
     with pytest.raises(DigitrecError, match="not valid UTF-8"):
@@ -121,11 +134,56 @@ def test_file_level_problems(tmp_path):
     path.write_text("- a list\n")
     with pytest.raises(DigitrecError, match="expected a mapping of sections"):
         read_params("train", path=path)
-    with pytest.raises(DigitrecError, match="not found; run from the project root"):
-        read_params("train", path=tmp_path / "missing.yaml")
+    path.unlink()
+    monkeypatch.chdir(tmp_path)  # the default params.yaml, here missing: the wrong folder
+    with pytest.raises(DigitrecError, match="params.yaml: not found; run from the project"):
+        read_params("train")
     path.write_text("dataset: mnist\n")
     with pytest.raises(DigitrecError, match="missing section 'train'"):
         read_params("train", path=path)
+    with pytest.raises(DigitrecError, match="missing.yaml: not found$"):
+        read_params("train", path=tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("train:\n  epochs: 2\n  epochs: 3\n", 'not valid YAML: .*duplicate key "epochs"'),
+    ("dataset: mnist\ntrian: {epochs: 3}\n", "unknown section 'trian'"),
+    ("epochs: 1" + "0" * 5000 + "\n", "not a params file this project can read"),
+    ("epochs: " + "[" * 10_000 + "]" * 10_000 + "\n", "not a params file this project can"),
+    ("# padding\n" * 200_000, "more than a params file may hold"),
+])
+def test_malformed_files_are_one_clear_error(tmp_path, text, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(DigitrecError, match=message):
+        read_params("dataset", path=path)
+
+
+def test_values_are_read_as_dvc_reads_them(tmp_path):
+    """YAML 1.2, as DVC's parser: `1:30` and `on` are strings, not 90 and true."""
+    params = with_change("train", "epochs", 10)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params).replace("epochs: 10", "epochs: 1:30")
+                    .replace("ema: true", "ema: on"))
+    with pytest.raises(DigitrecError, match="train.epochs: expected a whole number.*'1:30'"):
+        read_params("train", path=path)
+
+
+def test_an_exploding_alias_is_refused_quickly_with_a_short_message(tmp_path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path = tmp_path / "params.yaml"
+    path.write_text("\n".join(lines) + "\ntrain:\n  epochs: *a8\n")
+    with pytest.raises(DigitrecError) as error:
+        read_params("train", path=path)
+    assert len(str(error.value)) < 300
+
+
+def test_a_fifo_is_refused_without_hanging(tmp_path):
+    fifo = tmp_path / "params.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(DigitrecError, match="not a regular file"):
+        read_params("train", path=fifo)
 
 
 @pytest.mark.slow

@@ -424,6 +424,7 @@ def test_failed_predict_under_dvc_repro_keeps_the_previous_outputs(project, mode
     result = project.dvc("repro", "--single-item", "predict", check=False)
     assert result.returncode != 0
     assert "could be read as a picture of a digit" in result.stdout + result.stderr
+    assert "photo_3.jpg: not an image" in result.stdout + result.stderr  # and why, each
     assert [path.read_bytes() for path in kept] == before
 
 

@@ -92,17 +92,53 @@ def test_logged_validation_and_checkpoints_describe_the_saved_model(trained_proj
     assert checkpoint_gap < 1e-6  # the last checkpoint holds the saved weights
 
 
-def test_diverged_training_stops_and_keeps_the_previous_model(trained_project):
+EARLIER_OUTPUTS = {"models/model.keras": b"the model of an earlier run",
+                   "models/checkpoints/epoch-005.keras": b"its checkpoint",
+                   "metrics/train/metrics.json": b'{"val": {"accuracy": 0.5}}\n',
+                   "metrics/train/plots/metrics/val/accuracy.tsv": b"step\taccuracy\n1\t0.5\n"}
+
+
+def write_earlier_outputs(project) -> None:
+    for name, content in EARLIER_OUTPUTS.items():
+        (project.root / name).parent.mkdir(parents=True, exist_ok=True)
+        (project.root / name).write_bytes(content)
+
+
+def assert_earlier_outputs_kept(project) -> None:
+    for name, content in EARLIER_OUTPUTS.items():
+        assert (project.root / name).read_bytes() == content, name
+
+
+def test_failed_train_under_dvc_repro_keeps_the_previous_outputs(trained_project):
+    """DVC deletes a stage's outputs before it runs it, unless they persist."""
     project = trained_project
-    previous = project.root / "models/model.keras"
-    previous.parent.mkdir(parents=True)
-    previous.write_bytes(b"the model of an earlier run")
-    project.set_params(train={"learning_rate": 1e38, "epochs": 2})  # finite, but absurd
-    result = train_stage(project, check=False)
-    assert result.returncode == 1
-    assert "error: training diverged: the loss became" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert previous.read_bytes() == b"the model of an earlier run"
+    write_earlier_outputs(project)
+    project.set_params(train={"model": "resnet"})
+    result = project.dvc("repro", "--single-item", "train", check=False)
+    assert result.returncode != 0
+    assert "error: train.model 'resnet' is not one of" in result.stdout + result.stderr
+    assert_earlier_outputs_kept(project)
+
+
+def test_interrupted_run_keeps_the_previous_model_logs_and_checkpoints(trained_project):
+    """The run replaces its outputs only when it is complete."""
+    project = trained_project
+    write_earlier_outputs(project)
+    project.set_params(train={"epochs": 12, "checkpoint_every": 6})
+    run_until_killed(project, min_epochs=2)
+    assert_earlier_outputs_kept(project)
+
+
+def test_a_diverged_loss_stops_training_with_a_clear_error():
+    from digitrec.run import StopOnNonFiniteLoss
+
+    stop = StopOnNonFiniteLoss()
+    stop.on_epoch_begin(2)
+    stop.on_train_batch_end(0, {"loss": 0.3})
+    for value in (float("nan"), float("inf")):
+        with pytest.raises(DigitrecError, match="training diverged: the loss became .* in "
+                                                "epoch 3 \\(step 5\\)"):
+            stop.on_train_batch_end(4, {"loss": value})
 
 
 def test_checkpoint_every_n_epochs(trained_project):
@@ -176,7 +212,7 @@ def test_bad_train_params_are_one_clear_error(trained_project):
     project.set_params(train={"model": "resnet"})
     result = train_stage(project, check=False)
     assert result.returncode == 1
-    assert "error: params.yaml: train.model 'resnet' is not one of" in result.stderr
+    assert "error: train.model 'resnet' is not one of" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -281,3 +317,15 @@ def test_augmentation_moves_pixels_but_keeps_the_digit():
     assert np.array_equal(
         augment_batch(tf.constant(image), tf.constant([1, 2], tf.int64), 0.0, 0.0, 0.0).numpy(),
         image)
+
+
+def test_a_damaged_backup_is_dropped_with_a_warning(trained_project):
+    project = trained_project
+    project.set_params(train={"epochs": 8})
+    run_until_killed(project, min_epochs=1)
+    (weights,) = (project.root / "models/.backup").glob("*/latest.weights.h5")
+    with open(weights, "r+b") as f:  # cut short, as a kill while Keras wrote it leaves it
+        f.truncate(1000)
+    result = train_stage(project)
+    assert "is damaged" in result.stderr and "starting fresh" in result.stderr
+    assert "Epoch 1/8" in result.stdout and "Resuming" not in result.stdout

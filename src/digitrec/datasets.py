@@ -104,5 +104,5 @@ def get_dataset(name: str) -> Dataset:
         return DATASETS[name]
     except KeyError:
         raise DigitrecError(
-            f"params.yaml: unknown dataset {name!r}; choose one of {', '.join(DATASETS)}"
+            f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}"
         ) from None

@@ -53,7 +53,7 @@ def expand_mirrors(mirrors: Sequence[str], dataset: Dataset) -> list[str]:
     for mirror in mirrors:
         expanded.extend(dataset.mirrors if mirror == OFFICIAL else [str(mirror)])
     if not expanded:
-        raise DigitrecError("params.yaml: download.mirrors is empty; list at least one mirror")
+        raise DigitrecError("download.mirrors is empty; list at least one mirror")
     return expanded
 
 

@@ -151,7 +151,10 @@ def check_probabilities(model: Any, path: Path, num_classes: int) -> None:
     if output.shape != (PROBE_BATCH, num_classes):
         raise DigitrecError(f"{path}: the model gives output of shape {output.shape[1:]} "
                             f"for a batch, not ({num_classes},)")
-    in_range = np.isfinite(output).all() and output.min() >= -1e-6 and output.max() <= 1 + 1e-6
+    if not np.isfinite(output).all():
+        raise DigitrecError(f"{path}: the model's outputs are not finite (NaN or infinite "
+                            "weights: a diverged or damaged model)")
+    in_range = output.min() >= -1e-6 and output.max() <= 1 + 1e-6
     if not in_range or np.abs(output.sum(axis=1) - 1).max() > SUM_TOLERANCE:
         raise DigitrecError(f"{path}: the model's outputs are not probabilities (finite, "
                             f"0 to 1, summing to 1); its last layer needs a softmax")

@@ -26,7 +26,7 @@ def check_name(name: str) -> None:
     """Refuse a model name the registry does not hold, naming the ones it does."""
     if name not in REGISTRY:
         raise DigitrecError(
-            f"params.yaml: train.model {name!r} is not one of {', '.join(REGISTRY)}")
+            f"train.model {name!r} is not one of {', '.join(REGISTRY)}")
 
 
 def build_model(name: str) -> keras.Model:

@@ -142,7 +142,7 @@ def train_multi_worker(config: TrainParams, prepared_dir: Path, outputs: Outputs
     """
     task = task_from_env()
     if config.batch_size % task.workers:
-        raise DigitrecError(f"params.yaml: train.batch_size {config.batch_size} must be a "
+        raise DigitrecError(f"train.batch_size {config.batch_size} must be a "
                             f"multiple of the {task.workers} workers")
     # The strategy must exist before TensorFlow runs anything else in this process.
     strategy = tf.distribute.MultiWorkerMirroredStrategy()

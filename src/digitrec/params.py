@@ -3,26 +3,37 @@
 Each section is a frozen dataclass whose defaults are the values shipped in `params.yaml`, so
 the library can be used without a params file. Reading a file checks every key of the
 sections asked for: a wrong type, a value out of range, an unknown or a missing key is one
-`DigitrecError` naming the key and what it may be, before anything is written.
+`DigitrecError` naming the key and what it may be, before anything is written. The file is
+parsed exactly as DVC parses it (ruamel.yaml, YAML 1.2, duplicate keys refused), so a stage
+never trains on a value that `dvc params diff` shows differently.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import reprlib
+import stat
 import types
 import typing
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
-from digitrec.datasets import DATASETS
+from digitrec.datasets import DATASETS, IMAGE_SIDE
 from digitrec.errors import DigitrecError
 
 PARAMS_FILE = Path("params.yaml")
+MAX_FILE_BYTES = 1 << 20        # a params file is a few hundred bytes; refuse anything huge
+MAX_SEED = 2**32 - 1            # what NumPy and TensorFlow take
+MIRROR_SCHEMES = ("http", "https", "file")
+_QUOTE = reprlib.Repr()
+_QUOTE.maxstring = _QUOTE.maxother = 60
 
 
 def setting(default: Any, allowed: str, check: Callable[[Any], bool] = lambda _: True) -> Any:
@@ -42,18 +53,42 @@ def _fraction(value: float) -> bool:
     return 0 <= value <= 1
 
 
+def _between(low: float, high: float) -> Callable[[float], bool]:
+    return lambda value: low <= value <= high
+
+
+def _mirror(value: str) -> bool:
+    """`official`, an http(s):// or file:// URL, or a folder (no other scheme, no NUL)."""
+    if value == "official":
+        return True
+    if not value or "\0" in value:
+        return False
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError for a malformed host or port)
+    except ValueError:
+        return False
+    if parts.scheme == "file":
+        return parts.netloc in ("", "localhost")  # file:///path: this machine's files only
+    if parts.scheme in MIRROR_SCHEMES:
+        return bool(parts.netloc)
+    return "://" not in value  # a plain folder
+
+
 @dataclass(frozen=True)
 class DownloadParams:
     """`download`: where the archives come from and how long a mirror may take."""
 
     mirrors: tuple[str, ...] = setting(
-        ("official",), "a list of mirrors: official, http(s):// or file:// URLs, or folders",
-        lambda value: len(value) > 0 and all(value))
+        ("official",), "a list of mirrors: official, http(s):// or file:///path URLs, or "
+        "folders", lambda value: len(value) > 0 and all(map(_mirror, value)))
     verify: bool = setting(True, "true or false")
-    deadline: float = setting(600.0, "a positive number of seconds", _positive)
+    deadline: float = setting(600.0, "seconds, above 0 and at most a day",
+                              lambda value: 0 < value <= 86_400)
     min_speed: float = setting(4096.0, "bytes per second, 0 or more (0: no stall check)",
                                _at_least(0))
-    stall_window: float = setting(30.0, "a positive number of seconds", _positive)
+    stall_window: float = setting(30.0, "seconds, above 0 and at most an hour",
+                                  lambda value: 0 < value <= 3_600)
 
 
 @dataclass(frozen=True)
@@ -63,7 +98,7 @@ class PrepareParams:
     val_size: float | int = setting(
         0.1, "a fraction between 0 and 1 (exclusive), or a whole number of images (1 or more)",
         lambda value: (0 < value < 1) if isinstance(value, float) else value >= 1)
-    seed: int = setting(42, "a whole number")
+    seed: int = setting(42, f"a whole number from 0 to {MAX_SEED}", _between(0, MAX_SEED))
 
 
 @dataclass(frozen=True)
@@ -71,7 +106,8 @@ class Augment:
     """Random affine distortion of training images (pixels, degrees, relative scale), and
     the share of them shown as the predict stage redraws a user's digit."""
 
-    shift: float = setting(2.0, "pixels, 0 or more", _at_least(0))
+    shift: float = setting(2.0, f"pixels, from 0 to {IMAGE_SIDE // 2}",
+                           _between(0, IMAGE_SIDE // 2))
     rotation: float = setting(10.0, "degrees, from 0 to 180", lambda value: 0 <= value <= 180)
     zoom: float = setting(0.1, "a relative scale from 0 to below 1", lambda value: 0 <= value < 1)
     redrawn: float = setting(0.5, "a share of the training images, from 0 to 1", _fraction)
@@ -83,10 +119,11 @@ class TrainParams:
     """`train`: the model, the recipe, and how often to checkpoint."""
 
     model: str = setting("digitnet", "a model name from the registry (see README)")
-    epochs: int = setting(10, "a whole number, 1 or more", _at_least(1))
-    batch_size: int = setting(128, "a whole number, 1 or more", _at_least(1))
+    epochs: int = setting(10, "a whole number from 1 to 10000", _between(1, 10_000))
+    batch_size: int = setting(128, "a whole number from 1 to 65536", _between(1, 65_536))
     optimizer: Literal["adam", "adamw", "sgd"] = setting("adam", "one of adam, adamw, sgd")
-    learning_rate: float = setting(0.008, "a positive number", _positive)
+    learning_rate: float = setting(0.008, "a positive number, at most 10",
+                                   lambda value: 0 < value <= 10)
     schedule: Literal["constant", "cosine", "one_cycle"] = setting(
         "one_cycle", "one of constant, cosine, one_cycle")
     warmup: float = setting(0.2, "a fraction of training, from 0 to below 1",
@@ -96,9 +133,9 @@ class TrainParams:
                                      lambda value: 0 <= value < 1)
     augment: Augment | None = setting(
         Augment(), "true, false, or a mapping of shift, rotation, zoom, redrawn, flip")
-    seed: int = setting(42, "a whole number")
+    seed: int = setting(42, f"a whole number from 0 to {MAX_SEED}", _between(0, MAX_SEED))
     checkpoint_every: int = setting(5, "a whole number of epochs, 1 or more", _at_least(1))
-    keep_checkpoints: int = setting(3, "a whole number, 1 or more", _at_least(1))
+    keep_checkpoints: int = setting(3, "a whole number from 1 to 1000", _between(1, 1000))
     strategy: Literal["auto", "mirrored", "multi_worker"] = setting(
         "auto", "one of auto, mirrored, multi_worker")
 
@@ -130,6 +167,10 @@ def read_params(*sections: str, path: str | os.PathLike = PARAMS_FILE) -> Params
     """Read `path` and check the named sections (`dataset`, `download`, `prepare`, `train`,
     `predict`), so each stage checks what it uses and nothing else."""
     raw = load_file(Path(path))
+    unknown = sorted(set(map(str, raw)) - {"dataset", *SECTIONS})
+    if unknown:
+        raise DigitrecError(f"{path}: unknown section {unknown[0]!r}; params.yaml has "
+                            f"dataset, {', '.join(SECTIONS)}")
     checked: dict[str, Any] = {}
     for name in sections:
         if name not in raw:
@@ -160,19 +201,33 @@ def in_dataset_style(train: Any, style: dict[str, Any]) -> Any:
 
 
 def load_file(path: Path) -> dict[str, Any]:
-    """The params file as a mapping, with a clear error when it is missing or malformed."""
+    """The params file as a mapping, with a clear error when it is missing or malformed.
+
+    Only a regular file of at most MAX_FILE_BYTES is read (a FIFO would hang the stage).
+    """
     try:
-        text = path.read_bytes().decode("utf-8")
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise DigitrecError(f"{path}: not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise DigitrecError(f"{path}: {info.st_size} bytes, more than a params file "
+                                f"may hold ({MAX_FILE_BYTES})")
+        text = path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
-        raise DigitrecError(f"{path}: not found; run from the project root") from None
+        hint = "; run from the project root" if path == PARAMS_FILE else ""
+        raise DigitrecError(f"{path}: not found{hint}") from None
     except OSError as exc:
         raise DigitrecError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise DigitrecError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
     try:
-        params = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise DigitrecError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+        params = YAML(typ="safe").load(text)  # as DVC reads it
+    except YAMLError as exc:
+        raise DigitrecError(f"{path}: not valid YAML: {' '.join(str(exc).split())[:300]}"
+                            ) from None
+    except (ValueError, RecursionError) as exc:  # a 5000-digit number, nesting 10000 deep
+        raise DigitrecError(f"{path}: not a params file this project can read: "
+                            f"{type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(params, dict):
         raise DigitrecError(f"{path}: expected a mapping of sections at the top level")
     return params
@@ -182,7 +237,8 @@ def parse_section(cls: type, raw: Any, key: str, path: str | os.PathLike = PARAM
     """Build the dataclass `cls` from the mapping `raw`: every key known, none missing, each
     of the right type and in range."""
     if not isinstance(raw, dict):
-        raise DigitrecError(f"{path}: {key}: expected a mapping of settings, got {raw!r}")
+        raise DigitrecError(f"{path}: {key}: expected a mapping of settings, "
+                            f"got {_QUOTE.repr(raw)}")
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(map(str, raw)) - set(known))
     if unknown:
@@ -204,7 +260,7 @@ def _value(value: Any, hint: Any, spec: Any, key: str, path: str | os.PathLike) 
     allowed = spec.metadata["allowed"]
     converted = _convert(value, hint, key, path)
     if converted is _WRONG or (converted is not None and not _passes(spec, converted)):
-        raise DigitrecError(f"{path}: {key}: expected {allowed}, got {value!r}")
+        raise DigitrecError(f"{path}: {key}: expected {allowed}, got {_QUOTE.repr(value)}")
     return converted
 
 
@@ -258,7 +314,8 @@ def _augment(value: Any, key: str, path: str | os.PathLike) -> Augment | None | 
 
 def _choice(value: Any, choices: tuple[str, ...], key: str, path: str | os.PathLike) -> str:
     if not isinstance(value, str) or value not in choices:
-        raise DigitrecError(f"{path}: {key}: expected one of {', '.join(choices)}, got {value!r}")
+        raise DigitrecError(f"{path}: {key}: expected one of {', '.join(choices)}, "
+                            f"got {_QUOTE.repr(value)}")
     return value
 
 

@@ -290,7 +290,7 @@ def require_some(readings: list[Reading], where: str) -> None:
         raise DigitrecError(f"{where}: no pictures found")
     if all(r.probabilities is None for r in readings):
         raise NothingReadable(f"{where}: none of the {len(readings)} files could be read as "
-                              f"a picture of a digit (see the error column)", readings)
+                              f"a picture of a digit", readings)
 
 
 # --- labels ------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def stratified_split(labels: np.ndarray, val_size: float | int, seed: int
     n = len(labels)
     n_val = round(val_size * n) if isinstance(val_size, float) else int(val_size)
     if not 1 <= n_val < n:
-        raise DigitrecError(f"params.yaml: prepare.val_size {val_size} gives {n_val} of {n} "
+        raise DigitrecError(f"prepare.val_size {val_size} gives {n_val} of {n} "
                             "training examples to validation; both splits need at least one")
     rng = np.random.default_rng(seed)
     class_counts = np.bincount(labels, minlength=NUM_CLASSES)

@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import shutil
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from digitrec import codedeps, models, prepared
 from digitrec.backend import keras, tf
 from digitrec.data import one_hot_labels, training_dataset, validation_dataset
 from digitrec.errors import DigitrecError
+from digitrec.files import replace_dir
 from digitrec.modelfile import save_model
 from digitrec.params import TrainParams
 
@@ -137,9 +139,30 @@ def resume_state(config: TrainParams, prepared_dir: Path, model_path: Path) -> R
             if other.name != run_id:
                 shutil.rmtree(other, ignore_errors=True)
                 discarded = True
-    metadata = backup_dir / "training_metadata.json"
-    completed = json.loads(metadata.read_text())["epoch"] if metadata.exists() else 0
+    completed = backed_up_epochs(backup_dir)
+    if completed is None:
+        print(f"warning: the backup of an interrupted run in {backup_dir} is damaged (a kill "
+              "or power cut while it was written); starting fresh", file=sys.stderr)
+        shutil.rmtree(backup_dir, ignore_errors=True)
+        completed, discarded = 0, True
     return RunState(backup_dir, completed, discarded)
+
+
+def backed_up_epochs(backup_dir: Path) -> int | None:
+    """How many epochs Keras' backup in `backup_dir` holds (0 when there is none), or None
+    when it cannot be used: its metadata or weights file is unreadable."""
+    metadata = backup_dir / "training_metadata.json"
+    if not metadata.exists():
+        return 0
+    try:
+        epochs = json.loads(metadata.read_text())["epoch"]
+        import h5py  # Keras' own weights format
+
+        with h5py.File(backup_dir / "latest.weights.h5", "r"):
+            pass
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return epochs if isinstance(epochs, int) and epochs >= 0 else None
 
 
 class TrainingRun:
@@ -165,18 +188,21 @@ class TrainingRun:
             self.announce()
 
     def announce(self) -> None:
-        """Say whether the run resumes; a fresh run drops the checkpoints of an older one."""
+        """Say whether the run resumes, or starts fresh instead of an interrupted one."""
         state, epochs = self.state, self.config.epochs
         if state.completed_epochs:
             print(f"Resuming from epoch {state.completed_epochs + 1}/{epochs}: epochs "
                   f"1-{state.completed_epochs} were done by an interrupted run "
                   f"(backup in {state.backup_dir})", flush=True)
-            return
-        if state.discarded_other_runs:
+        elif state.discarded_other_runs:
             print("Starting fresh: params, data or code changed since the interrupted run",
                   flush=True)
-        for stale in self.outputs.checkpoints.glob("epoch-*.keras"):
-            stale.unlink()
+
+    @property
+    def live_dir(self) -> Path:
+        """Where DVCLive writes while the run lasts; it replaces the metrics folder only
+        when the run is complete, so a failed run leaves the previous logs in place."""
+        return self.outputs.metrics.with_name(f".{self.outputs.metrics.name}.partial")
 
     def build_model(self) -> keras.Model:
         """The registry model, compiled with the run's optimizer, loss and metric."""
@@ -212,19 +238,21 @@ class TrainingRun:
                                              delete_checkpoint=False),
             StopOnNonFiniteLoss(),
             keras.callbacks.CSVLogger(str(state.backup_dir / HISTORY_FILE), append=True),
-            EpochLog(open_live(self.outputs.metrics, parameter_count, self.earlier)),
+            EpochLog(open_live(self.live_dir, parameter_count, self.earlier)),
         ]
         if self.config.ema:
             callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
         callbacks.append(PeriodicCheckpoint(self.outputs.checkpoints,
                                             self.config.checkpoint_every,
-                                            self.config.keep_checkpoints))
+                                            self.config.keep_checkpoints,
+                                            drop_older=not state.completed_epochs))
         return callbacks
 
     def finish(self, model: keras.Model, this_run: dict[str, list[float]], seconds: float,
                wrote_outputs: bool = True) -> TrainResult:
-        """Save the model and drop the backup, now that the run is complete."""
+        """Save the model, put the logs in place and drop the backup: the run is complete."""
         save_model(model, self.outputs.model)
+        replace_dir(self.live_dir, self.outputs.metrics)
         shutil.rmtree(self.state.backup_dir.parent, ignore_errors=True)
         return TrainResult(model, merge_history(self.earlier, this_run), seconds, wrote_outputs)
 
@@ -281,6 +309,7 @@ def open_live(metrics_dir: Path, parameter_count: int, earlier: list[dict[str, f
     """A DVCLive logger that already holds the epochs an interrupted run completed."""
     from dvclive import Live
 
+    shutil.rmtree(metrics_dir, ignore_errors=True)  # what a killed run left
     live = Live(dir=str(metrics_dir), dvcyaml=None, save_dvc_exp=False, report=None)
     live.summary["parameter_count"] = parameter_count
     for epoch, row in enumerate(earlier, start=1):
@@ -289,16 +318,25 @@ def open_live(metrics_dir: Path, parameter_count: int, earlier: list[dict[str, f
 
 
 class PeriodicCheckpoint(keras.callbacks.Callback):
-    """Save the whole model (optimizer included) after every N-th epoch; keep the last few."""
+    """Save the whole model (optimizer included) after every N-th epoch; keep the last few.
 
-    def __init__(self, directory: Path, every: int, keep: int):
+    With `drop_older`, a fresh run removes an earlier run's checkpoints when it saves its
+    first one (not before: a run that fails early leaves them as they were).
+    """
+
+    def __init__(self, directory: Path, every: int, keep: int, drop_older: bool = True):
         super().__init__()
         self.directory, self.every, self.keep = directory, every, keep
+        self.drop_older = drop_older
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if (epoch + 1) % self.every:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
+        if self.drop_older:
+            for older in self.directory.glob("epoch-*.keras"):
+                older.unlink()
+            self.drop_older = False
         save_model(self.model, self.directory / f"epoch-{epoch + 1:03d}.keras")
         for old in sorted(self.directory.glob("epoch-*.keras"))[: -self.keep]:
             old.unlink()
