@@ -46,7 +46,8 @@ from digitrec.prepared import REDRAWN, images_file, labels_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CNN3 = dict(model="cnn3", epochs=5, batch_size=32, schedule="constant", learning_rate=1e-3,
-            augment=False, ema=False, label_smoothing=0.0)
+            augment=False, ema=False, label_smoothing=0.0, optimizer="adam", warmup=0.2,
+            checkpoint_every=5, keep_checkpoints=3, strategy="auto")
 ACCURATE_FILE = ROOT / "benchmarks" / "train_speed.py"
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 

@@ -33,10 +33,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
+from digitrec.datasets import IMAGE_SIDE
 from digitrec.errors import DigitrecError
 
-SIDE = 28
-BOX = 20
+BOX = 20                  # MNIST fitted each digit into 20x20 of its 28x28 field
 WORK_SIDE = 256           # longest side worked on: ample for a 20x20 digit, and fast
 SUPERSAMPLE = 4           # stroke width is adjusted at 4x the final resolution
 MNIST_STROKE = 2.7        # median stroke width of MNIST digits, px at 28x28 (2*area/boundary)
@@ -332,16 +332,16 @@ def _disk(radius: int) -> np.ndarray:
 
 def centre_by_mass(digit: np.ndarray) -> np.ndarray:
     """Place `digit` in a 28x28 field with its centre of mass at the centre, as MNIST did."""
-    field = np.zeros((SIDE, SIDE), dtype=np.float32)
+    field = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
     digit = digit[np.ix_(digit.any(axis=1), digit.any(axis=0))] if digit.any() else digit
     height, width = digit.shape
-    if height > SIDE or width > SIDE:
+    if height > IMAGE_SIDE or width > IMAGE_SIDE:
         digit = np.asarray(Image.fromarray(digit, "F").resize(
-            (min(width, SIDE), min(height, SIDE)), Image.BOX))
+            (min(width, IMAGE_SIDE), min(height, IMAGE_SIDE)), Image.BOX))
         height, width = digit.shape
     cy, cx = ndimage.center_of_mass(digit) if digit.sum() > 0 else (height / 2, width / 2)
-    top = int(np.clip(round(SIDE / 2 - cy - 0.5), 0, SIDE - height))
-    left = int(np.clip(round(SIDE / 2 - cx - 0.5), 0, SIDE - width))
+    top = int(np.clip(round(IMAGE_SIDE / 2 - cy - 0.5), 0, IMAGE_SIDE - height))
+    left = int(np.clip(round(IMAGE_SIDE / 2 - cx - 0.5), 0, IMAGE_SIDE - width))
     field[top: top + height, left: left + width] = digit
     return np.clip(field, 0, 1)
 

@@ -40,6 +40,7 @@ CHUNK = 256                 # pictures decoded and predicted at a time
 SHEET_LIMIT = 200           # pictures drawn on the contact sheet; the CSV has them all
 PROGRESS_FROM = 2 * CHUNK   # a progress bar (on a terminal) for folders at least this big
 MAX_LABELS_BYTES = 16 << 20
+HEADLINE = ("images", "predicted", "failed", "unsure", "accuracy")  # in metrics/predict.json
 SHOWN_NAMES = 5             # names listed in a warning before "and N more"
 
 
@@ -490,7 +491,8 @@ def write_outputs(batch: Batch, outputs: Outputs) -> None:
         draw_contact_sheet(batch.readings, batch.labels, Path(outputs.contact_sheet),
                            class_names=batch.class_names, limit=SHEET_LIMIT)
     if outputs.metrics is not None:
-        atomic_write_json(Path(outputs.metrics), batch.figures)
+        atomic_write_json(Path(outputs.metrics), {key: value for key, value in
+                                                  batch.figures.items() if key in HEADLINE})
 
 
 def summary_line(batch: Batch) -> str:

@@ -241,7 +241,7 @@ class TrainingRun:
             EpochLog(open_live(self.live_dir, parameter_count, self.earlier)),
         ]
         if self.config.ema:
-            callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+            callbacks.append(SwapAveragedWeights(swap_on_epoch=True))
         callbacks.append(PeriodicCheckpoint(self.outputs.checkpoints,
                                             self.config.checkpoint_every,
                                             self.config.keep_checkpoints,
@@ -255,6 +255,15 @@ class TrainingRun:
         replace_dir(self.live_dir, self.outputs.metrics)
         shutil.rmtree(self.state.backup_dir.parent, ignore_errors=True)
         return TrainResult(model, merge_history(self.earlier, this_run), seconds, wrote_outputs)
+
+
+class SwapAveragedWeights(keras.callbacks.SwapEMAWeights):
+    """Keras' `SwapEMAWeights`, swapping by copying. Its TensorFlow path swaps by adding and
+    subtracting, which rounds the raw weights a little at every swap and so changes what is
+    trained; a copy leaves training exactly as it would be without the swaps."""
+
+    def _tf_swap_variables(self, optimizer: keras.optimizers.Optimizer) -> None:
+        self._backend_swap_variables(optimizer)
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
