@@ -227,16 +227,16 @@ class TrainingRun:
                                                  VALIDATION_BATCH))
 
     def callbacks(self, parameter_count: int) -> list[keras.callbacks.Callback]:
-        """What runs around every step and epoch, in this order: back up the raw state,
-        stop on a diverged loss, keep the history for resuming, log (validation already saw
+        """What runs after every epoch, in this order: stop on a diverged loss, back up the
+        raw state, keep the history for resuming, log (validation already saw
         the averaged weights), swap the averaged weights in, checkpoint them."""
         state = self.state
         self.earlier = read_history(state.backup_dir / HISTORY_FILE, state.completed_epochs)
         state.backup_dir.mkdir(parents=True, exist_ok=True)
         callbacks = [
+            StopOnNonFiniteLoss(),  # before the backup, which then keeps the last good epoch
             keras.callbacks.BackupAndRestore(str(state.backup_dir), save_freq="epoch",
                                              delete_checkpoint=False),
-            StopOnNonFiniteLoss(),
             keras.callbacks.CSVLogger(str(state.backup_dir / HISTORY_FILE), append=True),
             EpochLog(open_live(self.live_dir, parameter_count, self.earlier)),
         ]
@@ -267,22 +267,16 @@ class SwapAveragedWeights(keras.callbacks.SwapEMAWeights):
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Stop with a clear error when the loss becomes NaN or infinite: the weights are
-    garbage from then on, and nothing may replace the previous model."""
+    """Stop with a clear error when an epoch's loss is NaN or infinite: the weights are
+    garbage from then on, and nothing may replace the previous model. Checked once an
+    epoch, not every step, so that Keras need not wait for each step's numbers."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = (logs or {}).get("loss")
         if value is not None and not math.isfinite(float(value)):
             raise DigitrecError(
-                f"training diverged: the loss became {float(value)} in epoch {self.epoch + 1} "
-                f"(step {batch + 1}); lower train.learning_rate. The previous model is kept.")
+                f"training diverged: the loss became {float(value)} in epoch {epoch + 1}; "
+                "lower train.learning_rate. The previous model is kept.")
 
 
 class EpochLog(keras.callbacks.Callback):
