@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_model import drawn_digits
 
-from digitrec import images, predict, report
+from digitrec import predict, report
 from digitrec.backend import keras
 from digitrec.examples import draw_digit, make_examples
 
@@ -22,18 +23,12 @@ def model_file(tmp_path_factory):
     """A small model that reads the example digits: trained on their own MNIST forms."""
     folder = tmp_path_factory.mktemp("model")
     keras.utils.set_random_seed(0)
-    digits, labels = [], []
-    for digit in range(10):
-        for seed in range(12):
-            drawing = draw_digit(digit, 120, pen=0.05 + 0.01 * (seed % 3), ink=255, paper=0,
-                                 seed=100 * digit + seed)
-            digits.append(images.prepare_image(drawing).digit)
-            labels.append(digit)
+    digits, labels = drawn_digits()
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
                               keras.layers.Dense(64, activation="relu"),
                               keras.layers.Dense(10, activation="softmax")])
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
-    model.fit(np.stack(digits)[..., None], np.array(labels), epochs=40, verbose=0)
+    model.fit(digits, labels, epochs=40, verbose=0)
     path = folder / "model.keras"
     model.save(path)
     return path

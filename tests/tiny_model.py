@@ -10,11 +10,9 @@ from digitrec import images
 from digitrec.examples import draw_digit
 
 
-def train_tiny_model(path: Path) -> Path:
-    """Train a one-conv model on digits drawn as `digitrec.examples` draws them; save it."""
-    from digitrec.backend import keras
-
-    keras.utils.set_random_seed(0)
+def drawn_digits() -> tuple[np.ndarray, np.ndarray]:
+    """120 digits drawn as `digitrec.examples` draws them, prepared as predict prepares a
+    picture: (N, 28, 28, 1) float32 and their labels, for training small test models."""
     digits, labels = [], []
     for digit in range(10):
         for seed in range(12):
@@ -22,11 +20,20 @@ def train_tiny_model(path: Path) -> Path:
                                  seed=100 * digit + seed)
             digits.append(images.prepare_image(drawing).digit)
             labels.append(digit)
+    return np.stack(digits)[..., None], np.array(labels)
+
+
+def train_tiny_model(path: Path) -> Path:
+    """Train a one-conv model on `drawn_digits`; save it."""
+    from digitrec.backend import keras
+
+    keras.utils.set_random_seed(0)
+    digits, labels = drawn_digits()
     model = keras.Sequential([keras.Input((28, 28, 1)),
                               keras.layers.Conv2D(8, 5, strides=2, activation="relu"),
                               keras.layers.Flatten(),
                               keras.layers.Dense(10, activation="softmax")])
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
-    model.fit(np.stack(digits)[..., None], np.array(labels), epochs=30, verbose=0)
+    model.fit(digits, labels, epochs=30, verbose=0)
     model.save(path)
     return path
