@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py  # the format of Keras' weights files
 import numpy as np
 
 from digitrec import codedeps, models, prepared
@@ -156,8 +157,6 @@ def backed_up_epochs(backup_dir: Path) -> int | None:
         return 0
     try:
         epochs = json.loads(metadata.read_text())["epoch"]
-        import h5py  # Keras' own weights format
-
         with h5py.File(backup_dir / "latest.weights.h5", "r"):
             pass
     except (OSError, ValueError, KeyError, TypeError):
