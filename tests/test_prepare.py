@@ -112,3 +112,10 @@ def test_images_must_be_28x28(raw, tmp_path):
     write_raw(raw_dir, {TRAIN_IMAGES: np.zeros((500, 32, 32), dtype=np.uint8)})
     with pytest.raises(DigitrecError, match="images are 32x32, expected 28x28"):
         prepare.prepare(raw_dir, tmp_path / "prepared", val_size=0.1, seed=1)
+
+
+def test_a_missing_raw_file_is_one_clear_error(raw, tmp_path):
+    raw_dir, _ = raw
+    (raw_dir / TRAIN_LABELS).unlink()
+    with pytest.raises(DigitrecError, match=f"{TRAIN_LABELS}: not found; run the download"):
+        prepare.prepare(raw_dir, tmp_path / "prepared", val_size=0.1, seed=1)

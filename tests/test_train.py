@@ -328,3 +328,14 @@ def test_a_damaged_backup_is_dropped_with_a_warning(trained_project):
     result = train_stage(project)
     assert "is damaged" in result.stderr and "starting fresh" in result.stderr
     assert "Epoch 1/8" in result.stdout and "Resuming" not in result.stdout
+
+
+def test_history_of_a_run_whose_backup_held_every_epoch():
+    """Killed after the last epoch's backup: the rerun trains nothing and keeps the history."""
+    from digitrec.run import merge_history
+
+    earlier = [{"loss": 0.5, "val_accuracy": 0.8}, {"loss": 0.4, "val_accuracy": 0.9}]
+    assert merge_history(earlier, {}) == {"loss": [0.5, 0.4], "val_accuracy": [0.8, 0.9]}
+    assert merge_history(earlier, {"loss": [0.3], "val_accuracy": [0.95]})["loss"] == [
+        0.5, 0.4, 0.3]
+    assert merge_history([], {"loss": [0.3]}) == {"loss": [0.3]}

@@ -26,6 +26,7 @@ import numpy as np
 
 from digitrec import scoring
 from digitrec.errors import DigitrecError
+from digitrec.files import make_shareable, replace_dir
 
 TOLERANCE = 1e-4
 FORMATS = ("savedmodel", "onnx", "tflite")
@@ -144,26 +145,13 @@ def staged_output(output: Path, format: str) -> Iterator[Path]:
     try:
         artifact = staging / f"model{SUFFIX[format]}"
         yield artifact
-        _move_into_place(artifact, output, staging)
+        make_shareable(artifact, directory=artifact.is_dir())
+        if artifact.is_dir():
+            replace_dir(artifact, output)
+        else:
+            os.replace(artifact, output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _move_into_place(artifact: Path, output: Path, staging: Path) -> None:
-    if artifact.is_dir() and output.exists():
-        old = staging / "replaced"
-        os.replace(output, old)  # a folder cannot be renamed onto a folder in one step
-    _make_shareable(artifact)
-    os.replace(artifact, output)
-
-
-def _make_shareable(artifact: Path) -> None:
-    from digitrec.files import make_shareable
-
-    if artifact.is_dir():
-        make_shareable(artifact, directory=True)
-    else:
-        make_shareable(artifact)
 
 
 def export_model(model: Any, format: str, output: Path) -> Check:

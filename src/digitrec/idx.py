@@ -141,10 +141,16 @@ def _check_ndim(header: IdxHeader, ndim: int | None, name: str | os.PathLike) ->
 def read_header(path: str | os.PathLike) -> IdxHeader:
     """Read and validate the header of a plain IDX file, including its exact length."""
     path = Path(path)
-    with open(path, "rb") as f:
-        head = f.read(MAX_HEADER_SIZE)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(MAX_HEADER_SIZE)
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise IdxError(path, "not found; run the download stage first") from None
+    except OSError as exc:
+        raise IdxError(path, f"cannot read: {exc.strerror or exc}") from None
     header = parse_header(head, path)
-    check_size(header, path.stat().st_size, path)
+    check_size(header, size, path)
     return header
 
 

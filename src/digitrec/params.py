@@ -41,10 +41,6 @@ def setting(default: Any, allowed: str, check: Callable[[Any], bool] = lambda _:
     return field(default=default, metadata={"allowed": allowed, "check": check})
 
 
-def _positive(value: float) -> bool:
-    return value > 0
-
-
 def _at_least(low: float) -> Callable[[float], bool]:
     return lambda value: value >= low
 

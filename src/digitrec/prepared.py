@@ -12,7 +12,6 @@ The arrays are `.npy` files so that training memory-maps them instead of loading
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -75,16 +74,6 @@ def create_redrawn(out_dir: Path, shape: tuple[int, ...]) -> np.memmap:
 
 def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
     atomic_write_json(out_dir / MANIFEST, manifest)
-
-
-def read_manifest(prepared_dir: Path) -> dict[str, Any]:
-    path = prepared_dir / MANIFEST
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DigitrecError(f"{path}: not found; run the prepare stage first") from None
-    except (OSError, ValueError) as exc:
-        raise DigitrecError(f"{path}: unreadable ({exc}); run the prepare stage again") from None
 
 
 def load_split(prepared_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:

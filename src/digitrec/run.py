@@ -360,6 +360,8 @@ def read_history(path: Path, epochs: int) -> list[dict[str, float]]:
 
 def merge_history(earlier: list[dict[str, float]], this_run: dict[str, list[float]]
                   ) -> dict[str, list[float]]:
-    """Per-epoch values of the whole run: the interrupted run's epochs, then this run's."""
-    return {key: [row[key] for row in earlier] + values for key, values in this_run.items()
+    """Per-epoch values of the whole run: the interrupted run's epochs, then this run's
+    (none, when the backup already held every epoch)."""
+    keys = list(this_run) or (list(earlier[0]) if earlier else [])
+    return {key: [row[key] for row in earlier] + this_run.get(key, []) for key in keys
             if all(key in row for row in earlier)}

@@ -33,6 +33,7 @@ from digitrec import __version__, idx
 from digitrec.datasets import FileSpec
 from digitrec.errors import DigitrecError
 from digitrec.files import CHUNK, make_shareable
+from digitrec.params import DownloadParams
 
 USER_AGENT = f"digitrec/{__version__} (+https://github.com/digitrec)"
 TRANSIENT_HTTP_CODES = {408, 425, 429, 500, 502, 503, 504}
@@ -64,9 +65,9 @@ class DownloadOptions:
     attempts: int = 3
     backoff: float = 1.0
     timeout: float = 30.0
-    deadline: float = 600.0
-    min_speed: float = 4096.0
-    stall_window: float = 30.0
+    deadline: float = DownloadParams.deadline  # the params' defaults, said once
+    min_speed: float = DownloadParams.min_speed
+    stall_window: float = DownloadParams.stall_window
     progress: bool | None = None
 
 
