@@ -14,6 +14,7 @@ at most one per core at a time (bounding memory), and every refusal is JSON
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import socket
@@ -291,22 +292,22 @@ def serve(model_path: Path, host: str = "127.0.0.1", port: int = 8000,
                             ) from None
     from digitrec.modelfile import load_model
 
-    reader = Reader(load_model(model_path), name=Path(model_path).name)
-    sock = listen(host, port)
-    url = url_of(sock)
-
-    class Server(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            if self.started:
-                announce(f"serving {model_path} at {url} (Ctrl-C to stop)")
-
-    config = uvicorn.Config(create_app(reader), log_level="warning", lifespan="off",
-                            limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=5)
+    sock = listen(host, port)  # a busy port is said at once, before the model loads
     try:
-        Server(config).run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn stops gracefully, then re-raises the Ctrl-C
-        pass
+        reader = Reader(load_model(model_path), name=Path(model_path).name)
+        url = url_of(sock)
+
+        class Server(uvicorn.Server):
+            async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+                await super().startup(sockets)
+                if self.started:
+                    announce(f"serving {model_path} at {url} (Ctrl-C to stop)")
+
+        config = uvicorn.Config(create_app(reader), log_level="warning", lifespan="off",
+                                limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=5)
+        # uvicorn stops gracefully on Ctrl-C, then raises it again: that is the normal end.
+        with contextlib.suppress(KeyboardInterrupt):
+            Server(config).run(sockets=[sock])
     finally:
         sock.close()
     return "stopped"
