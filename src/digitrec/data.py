@@ -28,7 +28,7 @@ def training_dataset(
 ) -> tf.data.Dataset:
     """An endless, seeded stream of shuffled (and optionally augmented) training batches.
 
-    Use with `steps_per_epoch = ceil(examples / batch_size)`; `skip_epochs` resumes the
+    Use with `epoch_steps(examples, batch_size, shards)`; `skip_epochs` resumes the
     stream where an interrupted run left it. `shard=(count, index)` keeps one of `count`
     equal, disjoint shares of the examples (the remainder is left out), so that workers
     training side by side never see the same example in an epoch. `redrawn` is a second
@@ -39,13 +39,12 @@ def training_dataset(
     if share > 0:
         images = np.concatenate([images, redrawn], axis=-1)  # both, as two channels
     dataset = examples(images, labels)
-    count = len(labels)
+    shards, index = shard or (1, 0)
+    count = len(labels) // shards
     if shard is not None:
-        shards, index = shard
-        count //= shards
         dataset = dataset.shard(shards, index).take(count)
         seed += index  # each worker augments its share differently
-    steps_per_epoch = math.ceil(count / batch_size)
+    steps_per_epoch = epoch_steps(len(labels), batch_size, shards)
     dataset = (
         dataset
         .shuffle(count, seed=seed, reshuffle_each_iteration=True)
@@ -70,6 +69,12 @@ def training_dataset(
 
     dataset = dataset.map(prepare_batch)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def epoch_steps(examples: int, batch_size: int, shards: int = 1) -> int:
+    """Batches in one epoch of one worker's equal share of `examples` (the remainder of an
+    uneven split is left out); the training loop and a resumed stream must agree on it."""
+    return math.ceil(examples // shards / batch_size)
 
 
 def pick_version(pairs: tf.Tensor, share: float, seed: tf.Tensor) -> tf.Tensor:

@@ -33,8 +33,7 @@ def evaluate(model_path: Path, prepared_dir: Path, metrics_file: Path, plots_dir
     test = model_probabilities(model, test_images)
     val = model_probabilities(model, val_images)
     metrics = scoring.score(test, test_labels)
-    val_figures = scoring.score(val, val_labels)
-    metrics["val"] = {"accuracy": val_figures["accuracy"]}
+    metrics["val"] = {"accuracy": scoring.accuracy(val, val_labels)}
 
     predicted = scoring.predictions(test)
     atomic_write_csv(plots_dir / "confusion.csv", ["actual", "predicted"],

@@ -17,7 +17,6 @@ MARGIN = 56
 TILE = 84
 CAPTION = 30
 MAX_TILE = 200         # widest mistake tile, for long class names
-SHEET_LIMIT = 200      # pictures drawn on a contact sheet
 FONT_NAME = "DejaVuSans.ttf"   # Debian's fonts-dejavu-core; found in the system font folders
 PLAIN = {"→": "->", "↓": "v", "…": "..."}
 
@@ -152,8 +151,7 @@ def draw_mistakes(images: np.ndarray, labels: np.ndarray, probabilities: np.ndar
 
 
 def draw_contact_sheet(readings: list, labels: dict[str, int], path: Path, columns: int = 4,
-                       class_names: Sequence[str] | None = None, limit: int = SHEET_LIMIT
-                       ) -> None:
+                       class_names: Sequence[str] | None = None, *, limit: int) -> None:
     """Per picture: the original, the 28x28 the model saw, the prediction and confidence.
 
     Only the first `limit` pictures are drawn (a sheet of thousands would be larger than

@@ -33,7 +33,7 @@ import numpy as np
 
 from digitrec import codedeps, models, prepared
 from digitrec.backend import keras, tf
-from digitrec.data import one_hot_labels, training_dataset, validation_dataset
+from digitrec.data import epoch_steps, one_hot_labels, training_dataset, validation_dataset
 from digitrec.errors import DigitrecError
 from digitrec.files import replace_dir
 from digitrec.modelfile import save_model
@@ -179,8 +179,7 @@ class TrainingRun:
         self.train_images, self.train_labels = prepared.load_split(prepared_dir, "train")
         self.val_images, self.val_labels = prepared.load_split(prepared_dir, "val")
         self.batch_size = config.batch_size // workers
-        self.examples = len(self.train_labels) // workers
-        self.steps_per_epoch = math.ceil(self.examples / self.batch_size)
+        self.steps_per_epoch = epoch_steps(len(self.train_labels), self.batch_size, workers)
         self.state = resume_state(config, prepared_dir, outputs.model)
         self.earlier: list[dict[str, float]] = []
         if is_chief:

@@ -155,7 +155,8 @@ class Transfer:
             self._out.write(data)
         except OSError as exc:
             raise DigitrecError(f"{self._path}: cannot write: {exc.strerror or exc}") from None
-        self._sha.update(data)
+        if self.verify:  # the digest is only compared when verifying
+            self._sha.update(data)
 
 
 @contextmanager
