@@ -5,17 +5,21 @@ Built on Starlette (the ASGI toolkit under FastAPI) and uvicorn, installed with
 `images.prepare_file`, then `predict.read_prepared` (one-pixel shifts, a doubtful EXIF turn
 read both ways), so the page, the API and the command agree on every picture.
 
-Everything a client sends is hostile: the body is counted while it arrives and refused with
-413 past `MAX_BODY` bytes, pictures are decoded under Pillow's decompression-bomb limit and
-at most one per core at a time (bounding memory), and every refusal is JSON
-`{"error": "..."}` with its 4xx status. The model is called by one thread at a time.
+Everything a client sends is hostile: a connection must deliver each request head within
+`HEAD_TIME` seconds and `MAX_HEAD` bytes (`HeadDeadline`, as uvicorn bounds neither), the
+body is counted while it arrives and refused with 413 past `MAX_BODY` bytes, pictures are
+decoded under Pillow's decompression-bomb limit and at most one per core at a time
+(bounding memory), and every refusal is JSON `{"error": "..."}` with its 4xx status. The
+model is called by one thread at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import http
 import io
+import json
 import os
 import socket
 import threading
@@ -32,6 +36,9 @@ from digitrec.predict import read_prepared
 
 MAX_BODY = 10 * 1024 * 1024   # bytes of one request body: ample for a phone photo
 BODY_IDLE = 30.0              # seconds a request body may stall before it is given up
+HEAD_TIME = 10.0              # seconds to deliver a request head, from connecting or an answer
+MAX_HEAD = 16 * 1024          # bytes of one request head (line and headers): h11's own default
+KEEP_ALIVE = 5                # seconds an idle kept-alive connection stays open
 MAX_CONNECTIONS = 64          # beyond this many at once, uvicorn answers 503
 FIELD = "image"               # the multipart form field that holds the picture
 PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
@@ -144,21 +151,111 @@ class BodyLimit:
         return None
 
 
-def too_large_message(max_bytes: int) -> str:
+def too_large_message(max_bytes: int, what: str = "request body") -> str:
     size = (f"{max_bytes / 2**20:g} MB" if max_bytes >= 2**20 else f"{max_bytes / 2**10:g} KB")
-    return f"request body too large: the limit is {size}"
+    return f"{what} too large: the limit is {size}"
+
+
+def error_body(message: str) -> bytes:
+    return json.dumps({"error": message}).encode()
 
 
 async def _send_json_error(send: Send, status: int, message: str) -> None:
     """Answer with a JSON error directly at the ASGI level, closing the connection."""
-    import json
-
-    body = json.dumps({"error": message}).encode()
+    body = error_body(message)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
+
+
+class HeadDeadline:
+    """Mixin for uvicorn's HTTP protocols (h11's or httptools'): a connection that is not
+    being served must deliver a complete request head within `head_seconds` and
+    `max_head` bytes.
+
+    uvicorn times only an idle kept-alive connection, and any byte stops that timer, so a
+    client trickling its headers (or connecting and sending nothing) would hold one of the
+    `MAX_CONNECTIONS` for ever; and httptools buffers a head of any size. The clock starts
+    when the connection opens or its last request is answered, and is not reset by bytes
+    arriving. A client that sent part of a head gets 408 (or 431 past the bytes), one that
+    sent nothing is closed silently, as uvicorn closes an idle kept-alive connection.
+    """
+
+    transport: asyncio.Transport  # these three are the protocol's own
+    loop: asyncio.AbstractEventLoop
+    cycle: Any  # the request being served or last served, None before the first
+    head_seconds = HEAD_TIME
+    max_head = MAX_HEAD
+    _head_timer: asyncio.TimerHandle | None = None
+    _head_bytes = 0  # received since the connection stopped being served
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)
+        self._watch_head()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._serving():
+            self._head_bytes += len(data)
+        super().data_received(data)
+        self._watch_head()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _serving(self) -> bool:
+        """A request's head has arrived and its answer is not complete yet."""
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _watch_head(self) -> None:
+        if self.transport.is_closing() or self._serving():
+            self._stop_head_timer()
+            self._head_bytes = 0
+        elif self._head_bytes > self.max_head:
+            self._refuse(431, too_large_message(self.max_head, "request head"))
+        elif self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.head_seconds, self._head_timed_out)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        if self._head_bytes:
+            self._refuse(408, f"the request head did not arrive in time (the limit is "
+                              f"{self.head_seconds:g} s)")
+        else:
+            self.transport.close()
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer outside the parser (no request was parsed to answer), then close."""
+        self._stop_head_timer()
+        self.transport.write(raw_response(status, error_body(message)))
+        self.transport.close()
+
+
+def raw_response(status: int, body: bytes) -> bytes:
+    """A complete HTTP/1.1 JSON response that closes the connection."""
+    head = (f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
+            f"connection: close\r\n\r\n")
+    return head.encode("ascii") + body
+
+
+def head_bounded(base: type[asyncio.Protocol], seconds: float = HEAD_TIME
+                 ) -> type[asyncio.Protocol]:
+    """uvicorn's protocol class `base` with `HeadDeadline`'s bounds."""
+    return type(f"HeadBounded{base.__name__}", (HeadDeadline, base), {"head_seconds": seconds})
 
 
 def web_folder() -> Path:
@@ -279,6 +376,23 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
+def server_config(app: Any, head_seconds: float = HEAD_TIME,
+                  protocol: type[asyncio.Protocol] | None = None) -> Any:
+    """uvicorn's settings for `app`, with this module's bounds on connections.
+
+    `protocol` is uvicorn's parser to bound (by default the one uvicorn picks: httptools
+    when installed, else h11). WebSockets are off: the app has none, and an upgraded
+    connection would leave `HeadDeadline` timing a protocol it no longer speaks.
+    """
+    import uvicorn
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    return uvicorn.Config(app, log_level="warning", lifespan="off", ws="none",
+                          http=head_bounded(protocol or AutoHTTPProtocol, head_seconds),
+                          h11_max_incomplete_event_size=MAX_HEAD,
+                          limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=KEEP_ALIVE)
+
+
 def serve(model_path: Path, host: str = "127.0.0.1", port: int = 8000,
           announce: Callable[[str], None] = print) -> str:
     """Load the model, serve it until Ctrl-C, and say how it ended.
@@ -303,8 +417,7 @@ def serve(model_path: Path, host: str = "127.0.0.1", port: int = 8000,
                 if self.started:
                     announce(f"serving {model_path} at {url} (Ctrl-C to stop)")
 
-        config = uvicorn.Config(create_app(reader), log_level="warning", lifespan="off",
-                                limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=5)
+        config = server_config(create_app(reader))
         # uvicorn stops gracefully on Ctrl-C, then raises it again: that is the normal end.
         with contextlib.suppress(KeyboardInterrupt):
             Server(config).run(sockets=[sock])
