@@ -295,7 +295,8 @@ def test_a_body_that_stops_arriving_is_given_up(model_file):
 
 # Slow clients: each connection is bounded in time and bytes ---------------------------------
 
-PATIENCE = 0.5   # seconds the impatient server gives a request head
+PATIENCE = 0.5   # seconds the impatient server gives a request head, and a body before its rate
+MIN_RATE = 100   # bytes/s it asks of a body after that
 GAP = 0.05       # seconds between a trickling client's pieces: well inside PATIENCE
 HANG = 20        # seconds after which a test takes the server to have hung
 
@@ -314,7 +315,8 @@ def uvicorn_protocol(name: str) -> type:
 def impatient(request, model_file):
     """A server with small bounds on slow clients, on each parser uvicorn may pick."""
     running = RunningServer(model_file, head_seconds=PATIENCE,
-                            protocol=uvicorn_protocol(request.param))
+                            protocol=uvicorn_protocol(request.param),
+                            body_seconds=PATIENCE, min_rate=MIN_RATE)
     running.parser = request.param
     yield running
     running.stop()
@@ -375,6 +377,30 @@ def test_a_request_head_over_the_limit_is_refused(impatient):
         assert status == 431
         assert json.loads(payload)["error"] == "request head too large: the limit is 16 KB"
     assert answered_normally(impatient)
+
+
+def test_a_body_that_trickles_in_is_given_up(impatient):
+    with socket.create_connection(impatient.address, timeout=HANG) as conn:
+        conn.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                     b"Content-Length: 100000\r\n\r\n\x89PNG")
+        assert answered_normally(impatient)
+        received = trickle(conn, itertools.repeat(b"x"))  # 20 bytes/s, under MIN_RATE
+    status, headers, payload = parse_answer(received)
+    assert status == 408
+    assert headers["connection"] == "close"
+    assert json.loads(payload)["error"] == (f"the request body arrives too slowly (it may take "
+                                            f"{PATIENCE:g} s plus 1 s per {MIN_RATE} bytes)")
+
+
+def test_an_answer_before_the_body_is_read_closes_the_connection(server):
+    with socket.create_connection(server.address, timeout=HANG) as conn:
+        conn.sendall(b"POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+                     b"the start of a body the server will not read")
+        received = read_to_end(conn)  # without waiting for the rest of the body
+    status, headers, _ = parse_answer(received)
+    assert status == 404
+    assert headers["connection"] == "close"
+    assert received.count(b"HTTP/1.1 ") == 1  # nothing after the answer
 
 
 def test_concurrent_requests_each_get_their_own_answer(client):

@@ -23,6 +23,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from importlib import resources
 from pathlib import Path
@@ -36,6 +37,8 @@ from digitrec.predict import read_prepared
 
 MAX_BODY = 10 * 1024 * 1024   # bytes of one request body: ample for a phone photo
 BODY_IDLE = 30.0              # seconds a request body may stall before it is given up
+BODY_TIME = 60.0              # seconds a body may take, and 1 s more per MIN_BODY_RATE bytes:
+MIN_BODY_RATE = 16 * 1024     # bytes/s that a phone on a slow link keeps up and a trickle does not
 HEAD_TIME = 10.0              # seconds to deliver a request head, from connecting or an answer
 MAX_HEAD = 16 * 1024          # bytes of one request head (line and headers): h11's own default
 KEEP_ALIVE = 5                # seconds an idle kept-alive connection stays open
@@ -55,7 +58,8 @@ class BodyTooLarge(Exception):
 
 
 class BodyStalled(Exception):
-    """The request body stopped arriving before its end."""
+    """The request body stopped arriving, or arrives too slowly, before its end; the
+    message says which."""
 
 
 class Reader:
@@ -98,50 +102,47 @@ def answer(probabilities: np.ndarray, digit: np.ndarray, inverted: bool) -> dict
 
 class BodyLimit:
     """ASGI middleware: refuse a body over `max_bytes` before or while it is read, and one
-    that stalls for `idle_seconds`.
+    that stalls or trickles.
 
     A declared Content-Length over the limit is answered 413 at once, without reading; a
     body without one (chunked) is counted as it arrives, and the handler reading it gets
     `BodyTooLarge` at the first chunk past the limit, so it is never held in memory. A
-    client that stops sending mid-body gets `BodyStalled` (408) instead of holding a
-    connection for ever.
+    client that stops sending mid-body for `idle_seconds`, or sends so slowly that the body
+    takes longer than `seconds` plus one second per `min_rate` bytes, gets `BodyStalled`
+    (408) instead of holding a connection for ever. An answer given before the body was
+    read (a 404, a 413) closes the connection, so the rest of the body is not waited for.
     """
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]],
-                 max_bytes: int, idle_seconds: float = BODY_IDLE) -> None:
+                 max_bytes: int, idle_seconds: float = BODY_IDLE, seconds: float = BODY_TIME,
+                 min_rate: float = MIN_BODY_RATE) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.idle_seconds = idle_seconds
+        self.seconds = seconds
+        self.min_rate = min_rate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
         if declared is not None:
             problem = self._check_declared(declared)
             if problem:
                 await _send_json_error(send, *problem)
                 return
-        received = 0
-        complete = False
+        body = LimitedBody(self, receive, expected=declared not in (None, b"0")
+                           or b"transfer-encoding" in headers)
 
-        async def limited_receive() -> Message:
-            nonlocal received, complete
-            if complete:  # only waiting for a disconnect now: no time limit
-                return await receive()
-            try:
-                message = await asyncio.wait_for(receive(), self.idle_seconds)
-            except asyncio.TimeoutError:
-                raise BodyStalled from None
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge
-                complete = not message.get("more_body", False)
-            return message
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and not body.complete:
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"connection", b"close")]}
+            await send(message)
 
-        await self.app(scope, limited_receive, send)
+        await self.app(scope, body.receive, closing_send)
 
     def _check_declared(self, declared: bytes) -> tuple[int, str] | None:
         if not declared.isdigit():
@@ -151,9 +152,52 @@ class BodyLimit:
         return None
 
 
+class LimitedBody:
+    """One request's body as the app reads it, within its `BodyLimit`."""
+
+    def __init__(self, limit: BodyLimit, receive: Receive, expected: bool) -> None:
+        self.limit = limit
+        self._receive = receive
+        self.received = 0
+        self.complete = not expected
+        self._started = time.monotonic()
+
+    async def receive(self) -> Message:
+        if self.complete:  # only waiting for a disconnect now: no time limit
+            return await self._receive()
+        message = await self._next_message()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.limit.max_bytes:
+                raise BodyTooLarge
+            self.complete = not message.get("more_body", False)
+        return message
+
+    async def _next_message(self) -> Message:
+        """The next message, within the stall limit and the trickle limit, whichever is first."""
+        limit = self.limit
+        trickle_left = (self._started + limit.seconds + self.received / limit.min_rate
+                        - time.monotonic())
+        wait = min(limit.idle_seconds, trickle_left)
+        try:
+            return await asyncio.wait_for(self._receive(), max(wait, 0))
+        except asyncio.TimeoutError:
+            if wait < limit.idle_seconds:
+                raise BodyStalled(f"the request body arrives too slowly (it may take "
+                                  f"{limit.seconds:g} s plus 1 s per "
+                                  f"{size_text(limit.min_rate)})") from None
+            raise BodyStalled(f"the request body stopped arriving (nothing for "
+                              f"{limit.idle_seconds:g} s)") from None
+
+
+def size_text(count: float) -> str:
+    if count >= 2**20:
+        return f"{count / 2**20:g} MB"
+    return f"{count / 2**10:g} KB" if count >= 2**10 else f"{count:g} bytes"
+
+
 def too_large_message(max_bytes: int, what: str = "request body") -> str:
-    size = (f"{max_bytes / 2**20:g} MB" if max_bytes >= 2**20 else f"{max_bytes / 2**10:g} KB")
-    return f"{what} too large: the limit is {size}"
+    return f"{what} too large: the limit is {size_text(max_bytes)}"
 
 
 def error_body(message: str) -> bytes:
@@ -263,8 +307,8 @@ def web_folder() -> Path:
     return Path(str(resources.files("digitrec") / "web"))
 
 
-def create_app(reader: Reader, max_bytes: int = MAX_BODY, idle_seconds: float = BODY_IDLE
-               ) -> Any:
+def create_app(reader: Reader, max_bytes: int = MAX_BODY, idle_seconds: float = BODY_IDLE,
+               body_seconds: float = BODY_TIME, min_rate: float = MIN_BODY_RATE) -> Any:
     """The ASGI application: the page, `POST /api/predict` and `GET /health`."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
@@ -324,11 +368,10 @@ def create_app(reader: Reader, max_bytes: int = MAX_BODY, idle_seconds: float = 
         return error(exc.status_code, message, exc.headers)
 
     async def body_too_large(request: Request, exc: Exception) -> Response:
-        return error(413, too_large_message(max_bytes), {"Connection": "close"})
+        return error(413, too_large_message(max_bytes))  # BodyLimit closes the connection
 
     async def body_stalled(request: Request, exc: Exception) -> Response:
-        return error(408, f"the request body stopped arriving (nothing for {idle_seconds:g} s)",
-                     {"Connection": "close"})
+        return error(408, str(exc))
 
     async def server_error(request: Request, exc: Exception) -> Response:
         return error(500, "internal error: the server could not answer this request")
@@ -341,7 +384,8 @@ def create_app(reader: Reader, max_bytes: int = MAX_BODY, idle_seconds: float = 
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(BodyLimit, max_bytes=max_bytes, idle_seconds=idle_seconds)],
+        middleware=[Middleware(BodyLimit, max_bytes=max_bytes, idle_seconds=idle_seconds,
+                               seconds=body_seconds, min_rate=min_rate)],
         exception_handlers={HTTPException: http_error, BodyTooLarge: body_too_large,
                             BodyStalled: body_stalled,
                             Exception: server_error},
