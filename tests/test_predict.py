@@ -225,6 +225,8 @@ HOSTILE = {
                               row=("caf\\xe9 \\xff.png", "")),
     "name with a newline": Hostile(picture_named(b"two\nlines.png"),
                                    row=("two\\nlines.png", "")),
+    "name with a backslash": Hostile(picture_named(b"back\\slash.png"),
+                                     row=("back\\\\slash.png", "")),
     "labels with a BOM": Hostile(labels_file("\ufefffile,label\nseven.png,7\n")),
     "labels naming ./seven.png": Hostile(labels_file("file,label\n./seven.png,7\n")),
     "labels with two paths given": Hostile(
@@ -245,6 +247,14 @@ HOSTILE = {
                                     "on lines 2, 3"),
     "labels for no picture": Hostile(labels_file("file,label\nseven.png,7\nghost.png,1\n"),
                                      warning="1 names match no picture: ghost.png"),
+    "labels with a lone backslash": Hostile(
+        labels_file("file,label\nseven.png,7\nback\\slash.png,1\n"),
+        raises=r"labels.csv:3: in the file name, a backslash at character 5 starts no escape "
+               r"\(a backslash in a name is written \\\\, as predictions.csv shows it\)"),
+    "labels with a backslash for no picture": Hostile(
+        labels_file("file,label\nseven.png,7\nnew\\new.png,1\n"),  # \n: a newline
+        warning="1 names match no picture: new\\new.png (a backslash in a name is written "
+                "\\\\"),
     "csv to a folder": Hostile(csv_to("a_folder"), raises=r"a_folder: is a folder"),
     "csv under a file": Hostile(csv_to("a_file/out.csv"),
                                 raises=r"out.csv: cannot write there: .*a_file is not a folder"),
@@ -305,6 +315,36 @@ def test_hostile_input_gets_a_clear_answer(tmp_path, model_file, bad_models, cas
     assert json.loads(outputs.metrics.read_text())["images"] == len(rows)
     with Image.open(outputs.contact_sheet) as sheet:
         assert sheet.width > 0
+
+
+TRICKY_NAMES = [b"caf\xe9.png", b"caf\\xe9.png", b"\\", b"\\\\", b"two\nlines", b"two\\nlines",
+                "\xa0.png".encode(), b"\xa0.png", b"\x1b[31m.png", b"\\x1b[31m.png",
+                "\u2028".encode(), b"\\u2028", "\U0001f600".encode(), "sieben-ä-数字.jpg".encode()]
+
+
+def test_every_file_name_shows_as_itself_alone():
+    shown = [predict.readable(name) for name in TRICKY_NAMES]
+    assert len(set(shown)) == len(TRICKY_NAMES)
+    assert all(text.isprintable() for text in shown)
+    assert [predict.name_bytes(text) for text in shown] == TRICKY_NAMES
+
+
+def test_names_that_used_to_escape_alike_are_two_rows_labelled_apart(tmp_path, model_file):
+    """A name with a byte that is not UTF-8, and one with a real backslash and "xe9"."""
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for raw, digit in ((b"caf\xe9.png", 3), (b"caf\\xe9.png", 7)):
+        picture = os.fsdecode(os.fsencode(folder) + b"/" + raw)
+        draw_digit(digit, 160, pen=0.05, ink=20, paper=235, seed=digit).save(picture)
+    (folder / "labels.csv").write_text("file,label\ncaf\\xe9.png,3\ncaf\\\\xe9.png,7\n")
+    out = predict.Outputs(csv=tmp_path / "p.csv", contact_sheet=tmp_path / "sheet.png")
+    batch = predict.predict_batch(model_file, [folder], out)
+    with open(out.csv, encoding="utf-8", newline="") as f:
+        rows = {row["file"]: row["prediction"] for row in csv.DictReader(f)}
+    assert rows == {"caf\\xe9.png": "3", "caf\\\\xe9.png": "7"}
+    assert batch.labels == {"caf\\xe9.png": 3, "caf\\\\xe9.png": 7}
+    assert (batch.figures["labelled"], batch.figures["correct"]) == (2, 2)
+    assert batch.warnings == []
 
 
 def test_labels_give_accuracy_and_the_misread(tmp_path, model_file):

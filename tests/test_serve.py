@@ -2,10 +2,13 @@
 4xx answers, serves concurrent requests, and the page reads a digit drawn in a real browser."""
 
 import base64
+import contextlib
 import io
+import itertools
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -42,16 +45,17 @@ def model_file(tmp_path_factory):
 
 
 class RunningServer:
-    """The app on a real uvicorn server on a free loopback port, in a thread."""
+    """The app on a real uvicorn server on a free loopback port, in a thread, configured as
+    `digitrec serve` configures it; `head_seconds` and `protocol` go to `serve.server_config`,
+    the other bounds to `serve.create_app`."""
 
-    def __init__(self, model_file: Path, max_bytes: int = serve.MAX_BODY,
-                 idle_seconds: float = serve.BODY_IDLE):
+    def __init__(self, model_file: Path, head_seconds: float = serve.HEAD_TIME,
+                 protocol: type | None = None, **bounds):
         reader = serve.Reader(load_model(model_file), name=model_file.name)
         self.socket = serve.listen("127.0.0.1", 0)
         self.url = serve.url_of(self.socket)
-        app = serve.create_app(reader, max_bytes, idle_seconds)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off")
-        self.server = uvicorn.Server(config)
+        app = serve.create_app(reader, **bounds)
+        self.server = uvicorn.Server(serve.server_config(app, head_seconds, protocol))
         self.thread = threading.Thread(target=self.server.run, args=([self.socket],),
                                        daemon=True)
         self.thread.start()
@@ -208,15 +212,38 @@ def raw_exchange(address, head: bytes, body: bytes = b"", timeout: float = 30) -
     """Send a request by hand (a lying Content-Length, a body cut short) and read the answer."""
     with socket.create_connection(address, timeout=timeout) as conn:
         conn.sendall(head + body)
-        received = b""
-        while b"\r\n\r\n" not in received or not _complete(received):
-            chunk = conn.recv(65536)
-            if not chunk:
-                break
-            received += chunk
-    head_part, _, payload = received.partition(b"\r\n\r\n")
-    status = int(head_part.split()[1])
+        status, _, payload = parse_answer(read_answer(conn))
     return status, json.loads(payload)
+
+
+def read_answer(conn: socket.socket) -> bytes:
+    """One whole answer (by its Content-Length), or what came before the connection closed."""
+    received = b""
+    while not _complete(received):
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
+def read_to_end(conn: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (the socket's timeout
+    fails the test if it never does)."""
+    received = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := conn.recv(65536):
+            received += chunk
+    return received
+
+
+def parse_answer(received: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (names in lower case) and body of one answer."""
+    head, _, payload = received.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.strip().lower(): value.strip()
+               for name, _, value in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, payload
 
 
 def _complete(received: bytes) -> bool:
@@ -264,6 +291,116 @@ def test_a_body_that_stops_arriving_is_given_up(model_file):
         assert "stopped arriving" in answer["error"]
     finally:
         impatient.stop()
+
+
+# Slow clients: each connection is bounded in time and bytes ---------------------------------
+
+PATIENCE = 0.5   # seconds the impatient server gives a request head, and a body before its rate
+MIN_RATE = 100   # bytes/s it asks of a body after that
+GAP = 0.05       # seconds between a trickling client's pieces: well inside PATIENCE
+HANG = 20        # seconds after which a test takes the server to have hung
+
+
+def uvicorn_protocol(name: str) -> type:
+    """One of uvicorn's HTTP parsers, by its name in uvicorn's settings."""
+    if name == "httptools":
+        pytest.importorskip("httptools")
+    from uvicorn.config import HTTP_PROTOCOLS
+    from uvicorn.importer import import_from_string
+
+    return import_from_string(HTTP_PROTOCOLS[name])
+
+
+@pytest.fixture(scope="module", params=["h11", "httptools"])
+def impatient(request, model_file):
+    """A server with small bounds on slow clients, on each parser uvicorn may pick."""
+    running = RunningServer(model_file, head_seconds=PATIENCE,
+                            protocol=uvicorn_protocol(request.param),
+                            body_seconds=PATIENCE, min_rate=MIN_RATE)
+    running.parser = request.param
+    yield running
+    running.stop()
+
+
+def trickle(conn: socket.socket, pieces) -> bytes:
+    """Send one piece every GAP seconds until the server answers or closes; what it sent."""
+    deadline = time.monotonic() + HANG
+    while not select.select([conn], [], [], GAP)[0]:
+        assert time.monotonic() < deadline, "the server waits for ever for a slow client"
+        try:
+            conn.sendall(next(pieces))
+        except (BrokenPipeError, ConnectionResetError):
+            break
+    return read_to_end(conn)
+
+
+def answered_normally(server: RunningServer) -> bool:
+    return httpx.get(server.url + "health", timeout=HANG).status_code == 200
+
+
+@pytest.mark.parametrize("after_an_answer", [False, True], ids=["first head", "next head"])
+def test_a_request_head_that_trickles_in_is_cut_off(impatient, after_an_answer):
+    with socket.create_connection(impatient.address, timeout=HANG) as conn:
+        if after_an_answer:  # a kept-alive connection: uvicorn's own timer stops at any byte
+            conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert parse_answer(read_answer(conn))[0] == 200
+        conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        assert answered_normally(impatient)  # the others are served meanwhile
+        received = trickle(conn, (b"X-Slow-%d: %d\r\n" % (i, i) for i in itertools.count()))
+    status, headers, payload = parse_answer(received)
+    assert status == 408
+    assert headers["connection"] == "close"
+    assert json.loads(payload)["error"] == ("the request head did not arrive in time (the "
+                                            f"limit is {PATIENCE:g} s)")
+
+
+def test_connections_that_send_nothing_are_closed(impatient):
+    idle = [socket.create_connection(impatient.address, timeout=HANG) for _ in range(3)]
+    try:
+        assert answered_normally(impatient)
+        for conn in idle:
+            assert read_to_end(conn) == b""  # closed without a word, like an idle keep-alive
+    finally:
+        for conn in idle:
+            conn.close()
+
+
+def test_a_request_head_over_the_limit_is_refused(impatient):
+    head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: "
+    head += b"a" * (serve.MAX_HEAD + 1 - len(head))  # and no end: 1 byte past the limit
+    with socket.create_connection(impatient.address, timeout=HANG) as conn:
+        conn.sendall(head)
+        status, headers, payload = parse_answer(read_to_end(conn))
+    if impatient.parser == "h11":  # h11 has this limit itself; uvicorn says 400 for it
+        assert status == 400
+    else:  # httptools would buffer any size, until the head's time runs out (408)
+        assert status == 431
+        assert json.loads(payload)["error"] == "request head too large: the limit is 16 KB"
+    assert answered_normally(impatient)
+
+
+def test_a_body_that_trickles_in_is_given_up(impatient):
+    with socket.create_connection(impatient.address, timeout=HANG) as conn:
+        conn.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                     b"Content-Length: 100000\r\n\r\n\x89PNG")
+        assert answered_normally(impatient)
+        received = trickle(conn, itertools.repeat(b"x"))  # 20 bytes/s, under MIN_RATE
+    status, headers, payload = parse_answer(received)
+    assert status == 408
+    assert headers["connection"] == "close"
+    assert json.loads(payload)["error"] == (f"the request body arrives too slowly (it may take "
+                                            f"{PATIENCE:g} s plus 1 s per {MIN_RATE} bytes)")
+
+
+def test_an_answer_before_the_body_is_read_closes_the_connection(server):
+    with socket.create_connection(server.address, timeout=HANG) as conn:
+        conn.sendall(b"POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+                     b"the start of a body the server will not read")
+        received = read_to_end(conn)  # without waiting for the rest of the body
+    status, headers, _ = parse_answer(received)
+    assert status == 404
+    assert headers["connection"] == "close"
+    assert received.count(b"HTTP/1.1 ") == 1  # nothing after the answer
 
 
 def test_concurrent_requests_each_get_their_own_answer(client):

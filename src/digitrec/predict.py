@@ -42,13 +42,14 @@ PROGRESS_FROM = 2 * CHUNK   # a progress bar (on a terminal) for folders at leas
 MAX_LABELS_BYTES = 16 << 20
 HEADLINE = ("images", "predicted", "failed", "unsure", "accuracy")  # in metrics/predict.json
 SHOWN_NAMES = 5             # names listed in a warning before "and N more"
+BACKSLASH_RULE = r"a backslash in a name is written \\, as predictions.csv shows it"
 
 
 @dataclass
 class Reading:
     """One picture's outcome: a prediction with its probabilities, or an error.
 
-    `name` is printable UTF-8 whatever the file system gave; `prepared` (the thumbnail
+    `name` is `readable`'s: printable UTF-8 and one file's alone; `prepared` (the thumbnail
     and the 28x28 digit) is kept only for the pictures the contact sheet shows.
     """
 
@@ -107,11 +108,58 @@ class Batch:
 
 # --- names -------------------------------------------------------------------------------
 
-def readable(name: str | os.PathLike) -> str:
-    """A file name as printable UTF-8: bytes that are not UTF-8 (Linux allows any) and
-    control characters become backslash escapes, so CSV, terminal and picture can show it."""
-    text = os.fsencode(name).decode("utf-8", "backslashreplace")
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+def readable(name: str | bytes | os.PathLike) -> str:
+    r"""A file name as printable UTF-8 that no other name shows as, so CSV, terminal and
+    picture can show it and a row or a label means one file.
+
+    A byte that is not UTF-8 (Linux allows any) becomes `\xe9`; an unprintable character
+    `\n`, `\x1b` or, past U+007F, `\u00a0` (as `\xa0` it would read as a byte); and a
+    backslash itself `\\`, or a file named `caf\xe9.png` with a real backslash would show as
+    the one with the byte. `name_bytes` reads a name back.
+    """
+    return "".join(map(_escaped, os.fsencode(name).decode("utf-8", "surrogateescape")))
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if char == "\\":
+        return "\\\\"
+    if 0xDC80 <= code <= 0xDCFF:  # how surrogateescape decodes a byte that is not UTF-8
+        return f"\\x{code - 0xDC00:02x}"
+    if char.isprintable():
+        return char
+    if code < 0x80:
+        return ascii(char)[1:-1]  # \t, \n, \r, \x1b
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+ESCAPE = re.compile(r"\\(\\|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[tnr])?")
+CONTROLS = {"t": b"\t", "n": b"\n", "r": b"\r", "\\": b"\\"}
+
+
+def name_bytes(shown: str) -> bytes:
+    """The file name that `readable` shows as `shown` (a name from labels.csv, written as
+    predictions.csv shows it); ValueError for a backslash that starts none of its escapes."""
+    name = bytearray()
+    done = 0
+    for match in ESCAPE.finditer(shown):
+        escape = match.group(1)
+        if escape is None:
+            raise ValueError(f"a backslash at character {match.start() + 1} starts no escape")
+        name += shown[done:match.start()].encode() + _unescaped(escape)
+        done = match.end()
+    return bytes(name + shown[done:].encode())
+
+
+def _unescaped(escape: str) -> bytes:
+    if escape in CONTROLS:
+        return CONTROLS[escape]
+    code = int(escape[1:], 16)
+    if escape[0] == "x" and code >= 0x80:
+        return bytes([code])
+    if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+        raise ValueError(f"\\{escape} is not a character")
+    return chr(code).encode()
 
 
 def _report_name(given: Path, relative: str | None, several: bool) -> str:
@@ -301,8 +349,9 @@ def read_labels(path: Path, class_names: Sequence[str] = DIGITS, prefix: str | P
     """A labels file (`file,label` with a header; UTF-8, a byte-order mark allowed).
 
     A label is a class index (0..N-1) or a class name; anything else is refused with its
-    line. A name listed twice is warned about (the last line wins). Names are keyed as the
-    pictures are reported: `prefix/name`, normalised (`./a.png` is `a.png`).
+    line. A name listed twice is warned about (the last line wins). Names are written as
+    predictions.csv shows them and keyed as the pictures are reported: `prefix/name`,
+    normalised (`./a.png` is `a.png`).
     """
     text = _labels_text(path)
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -322,7 +371,7 @@ def read_labels(path: Path, class_names: Sequence[str] = DIGITS, prefix: str | P
             line = reader.line_num
             if len(row) <= max(file_at, label_at) or not row[file_at]:
                 raise DigitrecError(f"{path}:{line}: expected a file name and a label")
-            name = readable(Path(prefix, row[file_at]).as_posix())
+            name = _labelled_name(row[file_at], prefix, path, line)
             labels.values[name] = _class_index(row[label_at], class_names, path, line)
             labels.sources[name] = path
             lines.setdefault(name, []).append(line)
@@ -336,6 +385,16 @@ def read_labels(path: Path, class_names: Sequence[str] = DIGITS, prefix: str | P
         labels.warnings.append(f"{path}: {len(twice)} names are listed more than once, the "
                                f"last line wins: {listed}{more}")
     return labels
+
+
+def _labelled_name(shown: str, prefix: str | Path, path: Path, line: int) -> str:
+    """The picture a labels.csv name means, as `readable` names it (so it is one file)."""
+    try:
+        name = os.fsdecode(name_bytes(shown))
+    except ValueError as exc:
+        raise DigitrecError(f"{path}:{line}: in the file name, {exc} ({BACKSLASH_RULE})"
+                            ) from None
+    return readable(Path(prefix, name).as_posix())
 
 
 def _labels_text(path: Path) -> str:
@@ -392,9 +451,14 @@ def unmatched_warnings(labels: Labels, readings: list[Reading]) -> list[str]:
     for name, source in labels.sources.items():
         if name not in names:
             stray.setdefault(source, []).append(name)
-    return [f"{source}: {len(missing)} names match no picture: "
-            f"{', '.join(missing[:SHOWN_NAMES])}{', ...' if len(missing) > SHOWN_NAMES else ''}"
-            for source, missing in stray.items()]
+    return [_unmatched_warning(source, missing) for source, missing in stray.items()]
+
+
+def _unmatched_warning(source: Path, missing: list[str]) -> str:
+    more = ", ..." if len(missing) > SHOWN_NAMES else ""
+    hint = f" ({BACKSLASH_RULE})" if any("\\" in name for name in missing) else ""
+    return (f"{source}: {len(missing)} names match no picture: "
+            f"{', '.join(missing[:SHOWN_NAMES])}{more}{hint}")
 
 
 # --- outputs -----------------------------------------------------------------------------

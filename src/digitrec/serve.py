@@ -5,20 +5,25 @@ Built on Starlette (the ASGI toolkit under FastAPI) and uvicorn, installed with
 `images.prepare_file`, then `predict.read_prepared` (one-pixel shifts, a doubtful EXIF turn
 read both ways), so the page, the API and the command agree on every picture.
 
-Everything a client sends is hostile: the body is counted while it arrives and refused with
-413 past `MAX_BODY` bytes, pictures are decoded under Pillow's decompression-bomb limit and
-at most one per core at a time (bounding memory), and every refusal is JSON
-`{"error": "..."}` with its 4xx status. The model is called by one thread at a time.
+Everything a client sends is hostile: a connection must deliver each request head within
+`HEAD_TIME` seconds and `MAX_HEAD` bytes (`HeadDeadline`, as uvicorn bounds neither), the
+body is counted while it arrives and refused with 413 past `MAX_BODY` bytes, pictures are
+decoded under Pillow's decompression-bomb limit and at most one per core at a time
+(bounding memory), and every refusal is JSON `{"error": "..."}` with its 4xx status. The
+model is called by one thread at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import http
 import io
+import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from importlib import resources
 from pathlib import Path
@@ -32,6 +37,11 @@ from digitrec.predict import read_prepared
 
 MAX_BODY = 10 * 1024 * 1024   # bytes of one request body: ample for a phone photo
 BODY_IDLE = 30.0              # seconds a request body may stall before it is given up
+BODY_TIME = 60.0              # seconds a body may take, and 1 s more per MIN_BODY_RATE bytes:
+MIN_BODY_RATE = 16 * 1024     # bytes/s that a phone on a slow link keeps up and a trickle does not
+HEAD_TIME = 10.0              # seconds to deliver a request head, from connecting or an answer
+MAX_HEAD = 16 * 1024          # bytes of one request head (line and headers): h11's own default
+KEEP_ALIVE = 5                # seconds an idle kept-alive connection stays open
 MAX_CONNECTIONS = 64          # beyond this many at once, uvicorn answers 503
 FIELD = "image"               # the multipart form field that holds the picture
 PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
@@ -48,7 +58,8 @@ class BodyTooLarge(Exception):
 
 
 class BodyStalled(Exception):
-    """The request body stopped arriving before its end."""
+    """The request body stopped arriving, or arrives too slowly, before its end; the
+    message says which."""
 
 
 class Reader:
@@ -91,50 +102,47 @@ def answer(probabilities: np.ndarray, digit: np.ndarray, inverted: bool) -> dict
 
 class BodyLimit:
     """ASGI middleware: refuse a body over `max_bytes` before or while it is read, and one
-    that stalls for `idle_seconds`.
+    that stalls or trickles.
 
     A declared Content-Length over the limit is answered 413 at once, without reading; a
     body without one (chunked) is counted as it arrives, and the handler reading it gets
     `BodyTooLarge` at the first chunk past the limit, so it is never held in memory. A
-    client that stops sending mid-body gets `BodyStalled` (408) instead of holding a
-    connection for ever.
+    client that stops sending mid-body for `idle_seconds`, or sends so slowly that the body
+    takes longer than `seconds` plus one second per `min_rate` bytes, gets `BodyStalled`
+    (408) instead of holding a connection for ever. An answer given before the body was
+    read (a 404, a 413) closes the connection, so the rest of the body is not waited for.
     """
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]],
-                 max_bytes: int, idle_seconds: float = BODY_IDLE) -> None:
+                 max_bytes: int, idle_seconds: float = BODY_IDLE, seconds: float = BODY_TIME,
+                 min_rate: float = MIN_BODY_RATE) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.idle_seconds = idle_seconds
+        self.seconds = seconds
+        self.min_rate = min_rate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
         if declared is not None:
             problem = self._check_declared(declared)
             if problem:
                 await _send_json_error(send, *problem)
                 return
-        received = 0
-        complete = False
+        body = LimitedBody(self, receive, expected=declared not in (None, b"0")
+                           or b"transfer-encoding" in headers)
 
-        async def limited_receive() -> Message:
-            nonlocal received, complete
-            if complete:  # only waiting for a disconnect now: no time limit
-                return await receive()
-            try:
-                message = await asyncio.wait_for(receive(), self.idle_seconds)
-            except asyncio.TimeoutError:
-                raise BodyStalled from None
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge
-                complete = not message.get("more_body", False)
-            return message
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and not body.complete:
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"connection", b"close")]}
+            await send(message)
 
-        await self.app(scope, limited_receive, send)
+        await self.app(scope, body.receive, closing_send)
 
     def _check_declared(self, declared: bytes) -> tuple[int, str] | None:
         if not declared.isdigit():
@@ -144,16 +152,61 @@ class BodyLimit:
         return None
 
 
-def too_large_message(max_bytes: int) -> str:
-    size = (f"{max_bytes / 2**20:g} MB" if max_bytes >= 2**20 else f"{max_bytes / 2**10:g} KB")
-    return f"request body too large: the limit is {size}"
+class LimitedBody:
+    """One request's body as the app reads it, within its `BodyLimit`."""
+
+    def __init__(self, limit: BodyLimit, receive: Receive, expected: bool) -> None:
+        self.limit = limit
+        self._receive = receive
+        self.received = 0
+        self.complete = not expected
+        self._started = time.monotonic()
+
+    async def receive(self) -> Message:
+        if self.complete:  # only waiting for a disconnect now: no time limit
+            return await self._receive()
+        message = await self._next_message()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.limit.max_bytes:
+                raise BodyTooLarge
+            self.complete = not message.get("more_body", False)
+        return message
+
+    async def _next_message(self) -> Message:
+        """The next message, within the stall limit and the trickle limit, whichever is first."""
+        limit = self.limit
+        trickle_left = (self._started + limit.seconds + self.received / limit.min_rate
+                        - time.monotonic())
+        wait = min(limit.idle_seconds, trickle_left)
+        try:
+            return await asyncio.wait_for(self._receive(), max(wait, 0))
+        except asyncio.TimeoutError:
+            if wait < limit.idle_seconds:
+                raise BodyStalled(f"the request body arrives too slowly (it may take "
+                                  f"{limit.seconds:g} s plus 1 s per "
+                                  f"{size_text(limit.min_rate)})") from None
+            raise BodyStalled(f"the request body stopped arriving (nothing for "
+                              f"{limit.idle_seconds:g} s)") from None
+
+
+def size_text(count: float) -> str:
+    if count >= 2**20:
+        return f"{count / 2**20:g} MB"
+    return f"{count / 2**10:g} KB" if count >= 2**10 else f"{count:g} bytes"
+
+
+def too_large_message(max_bytes: int, what: str = "request body") -> str:
+    return f"{what} too large: the limit is {size_text(max_bytes)}"
+
+
+def error_body(message: str) -> bytes:
+    return json.dumps({"error": message}).encode()
 
 
 async def _send_json_error(send: Send, status: int, message: str) -> None:
     """Answer with a JSON error directly at the ASGI level, closing the connection."""
-    import json
-
-    body = json.dumps({"error": message}).encode()
+    body = error_body(message)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()),
@@ -161,13 +214,101 @@ async def _send_json_error(send: Send, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class HeadDeadline:
+    """Mixin for uvicorn's HTTP protocols (h11's or httptools'): a connection that is not
+    being served must deliver a complete request head within `head_seconds` and
+    `max_head` bytes.
+
+    uvicorn times only an idle kept-alive connection, and any byte stops that timer, so a
+    client trickling its headers (or connecting and sending nothing) would hold one of the
+    `MAX_CONNECTIONS` for ever; and httptools buffers a head of any size. The clock starts
+    when the connection opens or its last request is answered, and is not reset by bytes
+    arriving. A client that sent part of a head gets 408 (or 431 past the bytes), one that
+    sent nothing is closed silently, as uvicorn closes an idle kept-alive connection.
+    """
+
+    transport: asyncio.Transport  # these three are the protocol's own
+    loop: asyncio.AbstractEventLoop
+    cycle: Any  # the request being served or last served, None before the first
+    head_seconds = HEAD_TIME
+    max_head = MAX_HEAD
+    _head_timer: asyncio.TimerHandle | None = None
+    _head_bytes = 0  # received since the connection stopped being served
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)
+        self._watch_head()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._serving():
+            self._head_bytes += len(data)
+        super().data_received(data)
+        self._watch_head()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _serving(self) -> bool:
+        """A request's head has arrived and its answer is not complete yet."""
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _watch_head(self) -> None:
+        if self.transport.is_closing() or self._serving():
+            self._stop_head_timer()
+            self._head_bytes = 0
+        elif self._head_bytes > self.max_head:
+            self._refuse(431, too_large_message(self.max_head, "request head"))
+        elif self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.head_seconds, self._head_timed_out)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        if self._head_bytes:
+            self._refuse(408, f"the request head did not arrive in time (the limit is "
+                              f"{self.head_seconds:g} s)")
+        else:
+            self.transport.close()
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer outside the parser (no request was parsed to answer), then close."""
+        self._stop_head_timer()
+        self.transport.write(raw_response(status, error_body(message)))
+        self.transport.close()
+
+
+def raw_response(status: int, body: bytes) -> bytes:
+    """A complete HTTP/1.1 JSON response that closes the connection."""
+    head = (f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
+            f"connection: close\r\n\r\n")
+    return head.encode("ascii") + body
+
+
+def head_bounded(base: type[asyncio.Protocol], seconds: float = HEAD_TIME
+                 ) -> type[asyncio.Protocol]:
+    """uvicorn's protocol class `base` with `HeadDeadline`'s bounds."""
+    return type(f"HeadBounded{base.__name__}", (HeadDeadline, base), {"head_seconds": seconds})
+
+
 def web_folder() -> Path:
     """The page's files, shipped inside the package."""
     return Path(str(resources.files("digitrec") / "web"))
 
 
-def create_app(reader: Reader, max_bytes: int = MAX_BODY, idle_seconds: float = BODY_IDLE
-               ) -> Any:
+def create_app(reader: Reader, max_bytes: int = MAX_BODY, idle_seconds: float = BODY_IDLE,
+               body_seconds: float = BODY_TIME, min_rate: float = MIN_BODY_RATE) -> Any:
     """The ASGI application: the page, `POST /api/predict` and `GET /health`."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
@@ -227,11 +368,10 @@ def create_app(reader: Reader, max_bytes: int = MAX_BODY, idle_seconds: float = 
         return error(exc.status_code, message, exc.headers)
 
     async def body_too_large(request: Request, exc: Exception) -> Response:
-        return error(413, too_large_message(max_bytes), {"Connection": "close"})
+        return error(413, too_large_message(max_bytes))  # BodyLimit closes the connection
 
     async def body_stalled(request: Request, exc: Exception) -> Response:
-        return error(408, f"the request body stopped arriving (nothing for {idle_seconds:g} s)",
-                     {"Connection": "close"})
+        return error(408, str(exc))
 
     async def server_error(request: Request, exc: Exception) -> Response:
         return error(500, "internal error: the server could not answer this request")
@@ -244,7 +384,8 @@ def create_app(reader: Reader, max_bytes: int = MAX_BODY, idle_seconds: float = 
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(BodyLimit, max_bytes=max_bytes, idle_seconds=idle_seconds)],
+        middleware=[Middleware(BodyLimit, max_bytes=max_bytes, idle_seconds=idle_seconds,
+                               seconds=body_seconds, min_rate=min_rate)],
         exception_handlers={HTTPException: http_error, BodyTooLarge: body_too_large,
                             BodyStalled: body_stalled,
                             Exception: server_error},
@@ -279,6 +420,23 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
+def server_config(app: Any, head_seconds: float = HEAD_TIME,
+                  protocol: type[asyncio.Protocol] | None = None) -> Any:
+    """uvicorn's settings for `app`, with this module's bounds on connections.
+
+    `protocol` is uvicorn's parser to bound (by default the one uvicorn picks: httptools
+    when installed, else h11). WebSockets are off: the app has none, and an upgraded
+    connection would leave `HeadDeadline` timing a protocol it no longer speaks.
+    """
+    import uvicorn
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    return uvicorn.Config(app, log_level="warning", lifespan="off", ws="none",
+                          http=head_bounded(protocol or AutoHTTPProtocol, head_seconds),
+                          h11_max_incomplete_event_size=MAX_HEAD,
+                          limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=KEEP_ALIVE)
+
+
 def serve(model_path: Path, host: str = "127.0.0.1", port: int = 8000,
           announce: Callable[[str], None] = print) -> str:
     """Load the model, serve it until Ctrl-C, and say how it ended.
@@ -303,8 +461,7 @@ def serve(model_path: Path, host: str = "127.0.0.1", port: int = 8000,
                 if self.started:
                     announce(f"serving {model_path} at {url} (Ctrl-C to stop)")
 
-        config = uvicorn.Config(create_app(reader), log_level="warning", lifespan="off",
-                                limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=5)
+        config = server_config(create_app(reader))
         # uvicorn stops gracefully on Ctrl-C, then raises it again: that is the normal end.
         with contextlib.suppress(KeyboardInterrupt):
             Server(config).run(sockets=[sock])
