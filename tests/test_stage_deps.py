@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import flat_keys, readme_command
 
 from digitrec import codedeps, run
 from digitrec.params import SECTIONS
@@ -89,6 +90,30 @@ def test_only_time_bounds_and_checkpoint_pacing_are_left_untracked():
     untracked = set().union(*(settings(section, False) for section in SECTIONS))
     assert untracked == {"download.deadline", "download.min_speed", "download.stall_window",
                          "train.checkpoint_every", "train.keep_checkpoints"}
+
+
+def interpolated(text: str, params: dict) -> str:
+    """`text` with each `${section.key}` replaced by its value in params.yaml, as DVC does."""
+    def value(match: re.Match) -> str:
+        found = params
+        for key in match[1].split("."):
+            found = found[key]
+        return str(found)
+    return INTERPOLATION.sub(value, text)
+
+
+def test_readme_exp_show_hides_the_dependencies_and_the_params_no_stage_tracks():
+    """`dvc exp show` has a column per dependency and per params.yaml key, tracked or not:
+    the README's command hides the dependencies and the keys no stage names in its params,
+    and nothing else."""
+    command = readme_command("dvc exp show --drop")
+    drops = [command[at + 1] for at, arg in enumerate(command) if arg == "--drop"]
+    hidden = re.compile("|".join(drops))  # as DVC joins them, matched at a column's start
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    deps = {interpolated(dep, params) for stage in STAGES.values() for dep in stage["deps"]}
+    named = set().union(*map(named_params, STAGES.values()))
+    columns = deps | flat_keys(params)
+    assert {column for column in columns if hidden.match(column)} == columns - named
 
 
 def test_a_change_to_predict_does_not_make_train_stale():
