@@ -1,4 +1,5 @@
-"""Test helpers: small MNIST-like data the tests make themselves, and a loopback mirror."""
+"""Test helpers: small MNIST-like data the tests make themselves, a loopback mirror, and
+the README's commands as a user would run them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import hashlib
 import http.server
 import json
 import re
+import shlex
 import socket
 import ssl
 import threading
@@ -287,3 +289,29 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return cert_path, key_path
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_command(start: str) -> list[str]:
+    """The README's first shell command that starts with `start`, its continuation lines
+    joined and a trailing comment dropped, split as the shell would: what a user copies."""
+    lines = iter(README.read_text().splitlines())
+    for line in lines:
+        if line.startswith(start):
+            command = line
+            while command.endswith("\\"):
+                command = command[:-1] + next(lines)
+            return shlex.split(command, comments=True)
+    raise AssertionError(f"README.md has no command starting with {start!r}")
+
+
+def flat_keys(values: dict, prefix: str = "") -> set[str]:
+    """A params or metrics file's keys as `dvc exp show` names its columns: mappings
+    flattened with dots, lists kept whole."""
+    keys = set()
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        keys |= flat_keys(value, f"{name}.") if isinstance(value, dict) else {name}
+    return keys

@@ -1,16 +1,23 @@
 """`dvc repro` reruns exactly what changed: each stage depends on all the code it can run and
-on nothing else, computed here from the code itself so dvc.yaml can never drift from it."""
+on nothing else, computed here from the code itself so dvc.yaml can never drift from it; and
+on exactly the params its outputs depend on, as params.py marks them."""
 
+import ast
+import re
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import flat_keys, readme_command
 
 from digitrec import codedeps, run
+from digitrec.params import SECTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_ROOT = ROOT / "src"
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+INTERPOLATION = re.compile(r"\$\{([^}]+)\}")  # a value of params.yaml in a dep's path
 
 
 def code_closure(script: Path) -> set[str]:
@@ -29,6 +36,84 @@ def test_stage_code_deps_are_exactly_what_its_script_can_import(name):
     closure = code_closure(script)
     assert listed - closure == set(), f"{name} depends on code it cannot run"
     assert closure - listed == set(), f"{name} misses code it runs: add it to dvc.yaml"
+
+
+def sections_read(script: Path) -> set[str]:
+    """The params sections a stage script asks `read_params` for."""
+    calls = [node for node in ast.walk(ast.parse(script.read_text()))
+             if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "read_params"]
+    sections = {arg.value for call in calls for arg in call.args}
+    if "train" in sections:
+        sections.add("dataset")  # read_params("train") reads the dataset's augmentation style
+    return sections
+
+
+def settings(section: str, shaping_outputs: bool = True) -> set[str]:
+    """A section's settings as dvc.yaml names them: those that shape what a stage writes,
+    or (False) those that only bound or pace how it runs."""
+    if section == "dataset":
+        return {"dataset"} if shaping_outputs else set()
+    return {f"{section}.{f.name}" for f in fields(SECTIONS[section])
+            if f.metadata["shapes_outputs"] == shaping_outputs}
+
+
+
+def named_params(stage: dict) -> set[str]:
+    """The settings a stage's params deps name; a section name stands for all of them."""
+    named = set()
+    for entry in stage.get("params", []):
+        if entry in SECTIONS:
+            named |= settings(entry) | settings(entry, False)
+        else:
+            named.add(entry)
+    return named
+
+
+def tracked_params(stage: dict) -> set[str]:
+    """The settings a stage reruns for: those its params deps name, and those its dep paths
+    interpolate, such as `${predict.images}`."""
+    return named_params(stage) | {key for dep in stage["deps"]
+                                  for key in INTERPOLATION.findall(dep)}
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_params_are_exactly_the_settings_its_outputs_depend_on(name):
+    read = sections_read(ROOT / "stages" / f"{name}.py")
+    shaping = set().union(*(settings(section) for section in read))
+    tracked = tracked_params(STAGES[name])
+    assert shaping - tracked == set(), f"{name} would keep stale outputs: track these"
+    assert tracked - shaping == set(), (f"{name} reruns for settings that change none of its "
+                                        "outputs (or that it does not read)")
+
+
+def test_only_time_bounds_and_checkpoint_pacing_are_left_untracked():
+    untracked = set().union(*(settings(section, False) for section in SECTIONS))
+    assert untracked == {"download.deadline", "download.min_speed", "download.stall_window",
+                         "train.checkpoint_every", "train.keep_checkpoints"}
+
+
+def interpolated(text: str, params: dict) -> str:
+    """`text` with each `${section.key}` replaced by its value in params.yaml, as DVC does."""
+    def value(match: re.Match) -> str:
+        found = params
+        for key in match[1].split("."):
+            found = found[key]
+        return str(found)
+    return INTERPOLATION.sub(value, text)
+
+
+def test_readme_exp_show_hides_the_dependencies_and_the_params_no_stage_tracks():
+    """`dvc exp show` has a column per dependency and per params.yaml key, tracked or not:
+    the README's command hides the dependencies and the keys no stage names in its params,
+    and nothing else."""
+    command = readme_command("dvc exp show --drop")
+    drops = [command[at + 1] for at, arg in enumerate(command) if arg == "--drop"]
+    hidden = re.compile("|".join(drops))  # as DVC joins them, matched at a column's start
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    deps = {interpolated(dep, params) for stage in STAGES.values() for dep in stage["deps"]}
+    named = set().union(*map(named_params, STAGES.values()))
+    columns = deps | flat_keys(params)
+    assert {column for column in columns if hidden.match(column)} == columns - named
 
 
 def test_a_change_to_predict_does_not_make_train_stale():

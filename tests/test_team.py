@@ -1,6 +1,7 @@
 """Working in a team: push, clone, pull, nothing recomputed; experiments; a network remote."""
 
 import hashlib
+import json
 import signal
 import socket
 import subprocess
@@ -9,7 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import synthetic_dataset_arrays, write_archives
+import yaml
+from helpers import flat_keys, readme_command, synthetic_dataset_arrays, write_archives
 
 pytestmark = pytest.mark.slow
 
@@ -123,6 +125,22 @@ def test_experiments_run_queue_and_show(pipeline_run):
     assert len(experiments) >= 3, shown
     assert "eval.json" in shown.splitlines()[0] or "accuracy" in shown.splitlines()[0]
     assert any(",cnn3," in row for row in rows) and any(",mlp," in row for row in rows)
+
+    # The README's command fits a terminal: every headline metric, params and no dependency.
+    # Not counted: rev, typ and parent, which only --csv has (the table merges them into
+    # Experiment), and the queue's State and Executor, shown while it holds tasks.
+    command = readme_command("dvc exp show --drop")
+    header = project.dvc(*command[1:], "--csv").stdout.splitlines()[0].split(",")
+    table = [column for column in header
+             if column not in ("rev", "typ", "parent", "State", "Executor")]
+    assert len(table) <= 30, table
+    metrics = {f"{file}:{key}" if key == "accuracy" else key  # DVC's name for a name clash
+               for file in ("metrics/eval.json", "metrics/predict.json")
+               for key in flat_keys(json.loads((project.root / file).read_text()))}
+    params = flat_keys(yaml.safe_load((project.root / "params.yaml").read_text()))
+    assert metrics <= set(table), table
+    assert set(table) - metrics - {"Experiment", "Created"} <= params, table
+    assert "train.model" in table and "download.deadline" not in table
 
 
 class WebDAVServer:

@@ -36,9 +36,16 @@ _QUOTE = reprlib.Repr()
 _QUOTE.maxstring = _QUOTE.maxother = 60
 
 
-def setting(default: Any, allowed: str, check: Callable[[Any], bool] = lambda _: True) -> Any:
-    """A field of a params section: its default, what it may be (said in errors), a check."""
-    return field(default=default, metadata={"allowed": allowed, "check": check})
+def setting(default: Any, allowed: str, check: Callable[[Any], bool] = lambda _: True, *,
+            shapes_outputs: bool = True) -> Any:
+    """A field of a params section: its default, what it may be (said in errors), a check.
+
+    `shapes_outputs=False` marks a setting that changes how a stage runs but never what it
+    writes (a time bound, how often to checkpoint). dvc.yaml does not track those, so that
+    changing one reruns nothing (tests/test_stage_deps.py holds dvc.yaml to this).
+    """
+    return field(default=default, metadata={"allowed": allowed, "check": check,
+                                            "shapes_outputs": shapes_outputs})
 
 
 def _at_least(low: float) -> Callable[[float], bool]:
@@ -80,11 +87,11 @@ class DownloadParams:
         "folders", lambda value: len(value) > 0 and all(map(_mirror, value)))
     verify: bool = setting(True, "true or false")
     deadline: float = setting(600.0, "seconds, above 0 and at most a day",
-                              lambda value: 0 < value <= 86_400)
+                              lambda value: 0 < value <= 86_400, shapes_outputs=False)
     min_speed: float = setting(4096.0, "bytes per second, 0 or more (0: no stall check)",
-                               _at_least(0))
+                               _at_least(0), shapes_outputs=False)
     stall_window: float = setting(30.0, "seconds, above 0 and at most an hour",
-                                  lambda value: 0 < value <= 3_600)
+                                  lambda value: 0 < value <= 3_600, shapes_outputs=False)
 
 
 @dataclass(frozen=True)
@@ -130,8 +137,10 @@ class TrainParams:
     augment: Augment | None = setting(
         Augment(), "true, false, or a mapping of shift, rotation, zoom, redrawn, flip")
     seed: int = setting(42, f"a whole number from 0 to {MAX_SEED}", _between(0, MAX_SEED))
-    checkpoint_every: int = setting(5, "a whole number of epochs, 1 or more", _at_least(1))
-    keep_checkpoints: int = setting(3, "a whole number from 1 to 1000", _between(1, 1000))
+    checkpoint_every: int = setting(5, "a whole number of epochs, 1 or more", _at_least(1),
+                                    shapes_outputs=False)
+    keep_checkpoints: int = setting(3, "a whole number from 1 to 1000", _between(1, 1000),
+                                    shapes_outputs=False)
     strategy: Literal["auto", "mirrored", "multi_worker"] = setting(
         "auto", "one of auto, mirrored, multi_worker")
 

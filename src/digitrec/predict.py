@@ -40,7 +40,7 @@ CHUNK = 256                 # pictures decoded and predicted at a time
 SHEET_LIMIT = 200           # pictures drawn on the contact sheet; the CSV has them all
 PROGRESS_FROM = 2 * CHUNK   # a progress bar (on a terminal) for folders at least this big
 MAX_LABELS_BYTES = 16 << 20
-HEADLINE = ("images", "predicted", "failed", "unsure", "accuracy")  # in metrics/predict.json
+HEADLINE = ("images", "failed", "unsure", "accuracy")  # predict.json; read = images - failed
 SHOWN_NAMES = 5             # names listed in a warning before "and N more"
 BACKSLASH_RULE = r"a backslash in a name is written \\, as predictions.csv shows it"
 
