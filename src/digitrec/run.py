@@ -42,7 +42,8 @@ from digitrec.params import TrainParams
 BACKUP_ROOT_NAME = ".backup"
 HISTORY_FILE = "history.csv"
 VALIDATION_BATCH = 512
-EMA_MOMENTUM = 0.99  # the average spans about the last 100 steps
+EMA_MOMENTUM = 0.99  # the average spans about the last 100 steps...
+EMA_MAX_SHARE = 0.2  # ...and at most the last fifth of a run
 
 
 @dataclass(frozen=True)
@@ -92,10 +93,22 @@ def learning_rate(config: TrainParams, steps_per_epoch: int
     )
 
 
+def ema_momentum(total_steps: int) -> float:
+    """How much of the weights' moving average each step keeps.
+
+    Keras starts the average at the first step's weights; with a fixed 0.99, a run of a few
+    dozen steps would save a model that is mostly its first step, and batch normalisation's
+    statistics, which follow the current weights, would not fit it at all (a one-epoch run
+    read 45% of the test set). So a short run averages over its last fifth only.
+    """
+    return min(EMA_MOMENTUM, max(0.0, 1 - 1 / (EMA_MAX_SHARE * total_steps)))
+
+
 def make_optimizer(config: TrainParams, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     """The optimizer, with the moving average of the weights when `ema` is on."""
     rate = learning_rate(config, steps_per_epoch)
-    ema = {"use_ema": config.ema, "ema_momentum": EMA_MOMENTUM}
+    ema = {"use_ema": config.ema,
+           "ema_momentum": ema_momentum(config.epochs * steps_per_epoch)}
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, **ema)
     if config.optimizer == "adamw":
