@@ -120,7 +120,7 @@ def train_one(config_json: str, work: Path) -> None:
 
     settings = json.loads(config_json)
     dataset = get_dataset(settings.pop("dataset", "mnist"))
-    config = parse_section(TrainParams, in_dataset_style(settings, dict(dataset.augment)),
+    config = parse_section(TrainParams, in_dataset_style(settings, dataset),
                            "train")
     folder = Path(tempfile.mkdtemp(dir=work))
     outputs = Outputs(folder / "model.keras", folder / "checkpoints", folder / "metrics")

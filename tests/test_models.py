@@ -12,9 +12,9 @@ EXPECTED_PARAMETERS = {
     "cnn2_dense800": 658_378,
     "lenet5": 61_706,
     "cnn5x5_dropout": 3_274_634,
-    "digitnet": 33_802,
-    "digitnet128": 62_538,
-    "digitnet_wide": 113_674,
+    "digitnet": 66_778,
+    "digitnet_wide": 151_466,
+    "fashionnet": 262_314,
 }
 
 

@@ -76,7 +76,7 @@ test_accuracy.__test__ = False  # a helper, not a test
 def test_two_workers_train_one_model_as_good_as_one_process(machines, project):
     chief, second = machines
     chief_out, worker_out = finish(start_workers((chief, second), project.env))
-    assert "Epoch 3/3" in chief_out and "train: digitnet (33,802 parameters)" in chief_out
+    assert "Epoch 3/3" in chief_out and "train: digitnet (66,778 parameters)" in chief_out
 
     # The chief alone wrote outputs; the other worker left nothing behind.
     assert (chief / "models/model.keras").exists()

@@ -43,13 +43,13 @@ def test_stage_trains_and_writes_model_checkpoints_and_logs(trained_project):
     project.set_params(train={"epochs": 3, "checkpoint_every": 1, "keep_checkpoints": 2})
     result = train_stage(project)
     assert "Epoch 1/3" in result.stdout and "Epoch 3/3" in result.stdout
-    assert "train: digitnet (33,802 parameters), 3 epochs" in result.stdout
+    assert "train: digitnet (66,778 parameters), 3 epochs" in result.stdout
     checkpoints = sorted(p.name for p in (project.root / "models/checkpoints").iterdir())
     assert checkpoints == ["epoch-002.keras", "epoch-003.keras"]
     assert len(tsv_rows(project, "train/loss.tsv")) == 3
     assert len(tsv_rows(project, "val/accuracy.tsv")) == 3
     metrics = json.loads((project.root / "metrics/train/metrics.json").read_text())
-    assert metrics["parameter_count"] == 33_802
+    assert metrics["parameter_count"] == 66_778
     assert metrics["step"] == 3  # the epoch number
     assert 0 <= metrics["val"]["accuracy"] <= 1
     assert not (project.root / "models/.backup").exists()
@@ -254,6 +254,12 @@ def test_a_dataset_style_fills_what_params_leave_out(tmp_path, augment, expected
     digits = read_train(tmp_path, "mnist", augment=True)
     assert digits.augment == Augment() == TrainParams().augment
     assert digits.augment.redrawn == 0.5 and not digits.augment.flip
+
+
+def test_model_auto_is_the_datasets_own_model(tmp_path):
+    assert read_train(tmp_path, "mnist", model="auto").model == "digitnet"
+    assert read_train(tmp_path, "fashion_mnist", model="auto").model == "fashionnet"
+    assert read_train(tmp_path, "fashion_mnist", model="cnn3").model == "cnn3"
 
 
 def test_flip_mirrors_about_half_of_the_images():

@@ -41,14 +41,16 @@ class FileSpec:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A dataset in the MNIST layout: four IDX files and where to fetch them, and how its
-    training pictures are best augmented: `augment` holds what differs from the defaults
-    of `train.augment` (drawn for handwriting), so `dataset: NAME` alone trains well."""
+    """A dataset in the MNIST layout: four IDX files and where to fetch them, and how it is
+    best trained, so that `dataset: NAME` alone trains well: `model` is the registry model
+    `train.model: auto` stands for, and `augment` holds what differs from the defaults of
+    `train.augment` (drawn for handwriting)."""
 
     name: str
     mirrors: tuple[str, ...]
     files: tuple[FileSpec, ...]
     class_names: tuple[str, ...]
+    model: str = "digitnet"
     augment: Mapping[str, float | bool] = field(default_factory=dict)
 
 
@@ -89,6 +91,8 @@ FASHION_MNIST = Dataset(
     ),
     class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    # Seams and patterns a pixel wide: a model whose first convolution sees every pixel.
+    model="fashionnet",
     # Photos of clothes, centred, upright and of one size: only mirror them. Drawing them as
     # pen strokes erases their texture, and each of the handwriting distortions cost test
     # accuracy (see the README's benchmarks).

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from digitrec.datasets import DATASETS, IMAGE_SIDE
+from digitrec.datasets import DATASETS, IMAGE_SIDE, Dataset
 from digitrec.errors import DigitrecError
 
 PARAMS_FILE = Path("params.yaml")
@@ -121,11 +121,11 @@ class Augment:
 class TrainParams:
     """`train`: the model, the recipe, and how often to checkpoint."""
 
-    model: str = setting("digitnet", "a model name from the registry (see README)")
+    model: str = setting("digitnet", "auto, or a model name from the registry (see README)")
     epochs: int = setting(10, "a whole number from 1 to 10000", _between(1, 10_000))
     batch_size: int = setting(128, "a whole number from 1 to 65536", _between(1, 65_536))
     optimizer: Literal["adam", "adamw", "sgd"] = setting("adam", "one of adam, adamw, sgd")
-    learning_rate: float = setting(0.008, "a positive number, at most 10",
+    learning_rate: float = setting(0.02, "a positive number, at most 10",
                                    lambda value: 0 < value <= 10)
     schedule: Literal["constant", "cosine", "one_cycle"] = setting(
         "one_cycle", "one of constant, cosine, one_cycle")
@@ -184,24 +184,26 @@ def read_params(*sections: str, path: str | os.PathLike = PARAMS_FILE) -> Params
             checked[name] = _choice(raw[name], tuple(DATASETS), "dataset", path)
         elif name == "train":
             dataset = _choice(raw.get("dataset"), tuple(DATASETS), "dataset", path)
-            section = in_dataset_style(raw[name], DATASETS[dataset].augment)
+            section = in_dataset_style(raw[name], DATASETS[dataset])
             checked[name] = parse_section(TrainParams, section, name, path)
         else:
             checked[name] = parse_section(SECTIONS[name], raw[name], name, path)
     return Params(**checked)
 
 
-def in_dataset_style(train: Any, style: dict[str, Any]) -> Any:
-    """The train section with `augment: true`, and what an augment mapping leaves out, in
-    the dataset's own style (`datasets.Dataset.augment`: what differs from the handwriting
-    defaults), so that `dataset: NAME` alone trains well."""
+def in_dataset_style(train: Any, dataset: Dataset) -> Any:
+    """The train section with `model: auto` as the dataset's own model, and
+    `augment: true`, and what an augment mapping leaves out, in the dataset's own style
+    (`datasets.Dataset`), so that `dataset: NAME` alone trains well."""
     if not isinstance(train, dict):
         return train
+    if train.get("model") == "auto":
+        train = {**train, "model": dataset.model}
     augment = train.get("augment")
     if augment is True:
-        return {**train, "augment": dict(style)}
+        return {**train, "augment": dict(dataset.augment)}
     if isinstance(augment, dict):
-        return {**train, "augment": {**style, **augment}}
+        return {**train, "augment": {**dataset.augment, **augment}}
     return train
 
 
