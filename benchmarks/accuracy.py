@@ -13,7 +13,9 @@ mnist, `dataset` is passed to the train config as the pipeline does.
 
 Every training runs through the real train code in a fresh process. With --cnn3 the
 tutorial CNN (5 epochs, batch 32, as benchmarks/train_speed.py trains it) trains before each
-seed's recipe, so the two times come from the same minutes of this machine. The test set is
+seed's recipe, so the two times come from the same minutes of this machine. Times are wall
+seconds of training and the CPU seconds of the training process (all its threads): on a
+shared machine whose speed drifts, the CPU time is the steadier of the two. The test set is
 scored as the evaluate stage does (`test acc`) and as `digitrec predict` reads a picture,
 averaged over one-pixel shifts (`shifts`). With --user-digits DIR (a folder with labels.csv)
 each model also reads those pictures as `digitrec predict` does (and, in the last column,
@@ -32,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -124,11 +127,14 @@ def train_one(config_json: str, work: Path) -> None:
                            "train")
     folder = Path(tempfile.mkdtemp(dir=work))
     outputs = Outputs(folder / "model.keras", folder / "checkpoints", folder / "metrics")
+    cpu_start = time.process_time()
     result = train(config, work / "prepared", outputs, verbose=0)
+    cpu_seconds = time.process_time() - cpu_start
     images, labels = load_split(work / "prepared", "test")
     probabilities = result.model.predict(np.asarray(images), batch_size=1000, verbose=0)
     shifted = predict_digits(result.model, np.asarray(images)[..., 0])
     answer = {"model": str(folder / "model.keras"), "seconds": result.seconds,
+              "cpu_seconds": cpu_seconds,
               "parameters": result.model.count_params(),
               "accuracy": scoring.accuracy(probabilities, labels),
               "shifts": scoring.accuracy(shifted, labels)}
@@ -212,9 +218,10 @@ def main() -> None:
                 args.keep_models.mkdir(parents=True, exist_ok=True)
                 shutil.copy(result["model"], args.keep_models / f"seed-{seed}.keras")
             rows.append((seed, result, cnn3))
-            print(f"seed {seed}: {result['accuracy']:.2%} in {result['seconds']:.1f} s"
-                  + (f" (cnn3 {cnn3['seconds']:.1f} s)" if cnn3 else ""), file=sys.stderr,
-                  flush=True)
+            print(f"seed {seed}: {result['accuracy']:.2%} in {result['seconds']:.1f} s, "
+                  f"{result['cpu_seconds']:.1f} s CPU"
+                  + (f" (cnn3 {cnn3['seconds']:.1f} s, {cnn3['cpu_seconds']:.1f} s CPU)"
+                     if cnn3 else ""), file=sys.stderr, flush=True)
         report(rows, names, np.load(work / "user_labels.npy") if names else None)
 
 
@@ -227,13 +234,15 @@ def accurate_setting() -> dict:
 
 
 def report(rows: list, names: list[str], user_labels: np.ndarray | None) -> None:
-    print(f"{'seed':>6}{'test acc':>10}{'shifts':>8}{'train s':>9}{'cnn3 s':>8}"
-          f"{'user reads':>12}{'EXIF as tagged':>16}")
+    print(f"{'seed':>6}{'test acc':>10}{'shifts':>8}{'train s':>9}{'cnn3 s':>8}{'CPU s':>7}"
+          f"{'cnn3 CPU':>9}{'user reads':>12}{'EXIF as tagged':>16}")
     reads, tagged = [], []
     for seed, result, cnn3 in rows:
         line = (f"{seed:>6}{result['accuracy']:>10.2%}{result['shifts']:>8.2%}"
                 f"{result['seconds']:>9.1f}"
-                f"{cnn3['seconds'] if cnn3 else float('nan'):>8.1f}")
+                f"{cnn3['seconds'] if cnn3 else float('nan'):>8.1f}"
+                f"{result['cpu_seconds']:>7.1f}"
+                f"{cnn3['cpu_seconds'] if cnn3 else float('nan'):>9.1f}")
         if user_labels is not None:
             predicted = np.asarray(result["user"]).argmax(axis=1)
             reads.append(int((predicted == user_labels).sum()))
@@ -246,15 +255,18 @@ def report(rows: list, names: list[str], user_labels: np.ndarray | None) -> None
     accuracies = [r["accuracy"] for _, r, _ in rows]
     shifts = [r["shifts"] for _, r, _ in rows]
     seconds = [r["seconds"] for _, r, _ in rows]
+    cpu = [r["cpu_seconds"] for _, r, _ in rows]
     line = (f"{'median':>6}{np.median(accuracies):>10.2%}{np.median(shifts):>8.2%}"
             f"{np.median(seconds):>9.1f}")
     if rows[0][2]:
         cnn3 = [c["seconds"] for _, _, c in rows]
-        line += f"{np.median(cnn3):>8.1f}"
+        cnn3_cpu = [c["cpu_seconds"] for _, _, c in rows]
+        line += f"{np.median(cnn3):>8.1f}{np.median(cpu):>7.1f}{np.median(cnn3_cpu):>9.1f}"
         ratio = np.median(np.array(seconds) / np.array(cnn3))
-        print(f"train time / cnn3 (median of pairs): {ratio:.2f}")
+        cpu_ratio = np.median(np.array(cpu) / np.array(cnn3_cpu))
+        print(f"train time / cnn3 (median of pairs): {ratio:.2f} wall, {cpu_ratio:.2f} CPU")
     else:
-        line += f"{'':>8}"
+        line += f"{'':>8}{np.median(cpu):>7.1f}{'':>9}"
     if reads:
         line += f"{np.median(reads):>8.0f}/{len(user_labels)}"
     if tagged:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from digitrec.datasets import MNIST
 from digitrec.errors import DigitrecError
 from digitrec.params import (
     Augment,
@@ -15,6 +16,7 @@ from digitrec.params import (
     PredictParams,
     PrepareParams,
     TrainParams,
+    in_dataset_style,
     parse_section,
     read_params,
 )
@@ -60,10 +62,12 @@ BAD = [
     ("train", "learning_rate", float("inf"), "train.learning_rate: expected a positive number"),
     ("train", "learning_rate", 0,
      "train.learning_rate: expected a positive number, at most 10, got 0"),
-    ("train", "epochs", "3", "train.epochs: expected a whole number from 1 to 10000, got '3'"),
-    ("train", "epochs", 1.5, "train.epochs: expected a whole number from 1 to 10000, got 1.5"),
-    ("train", "epochs", 0, "train.epochs: expected a whole number from 1 to 10000, got 0"),
-    ("train", "epochs", True, "train.epochs: expected a whole number"),
+    ("train", "epochs", "3",
+     "train.epochs: expected auto, or a whole number from 1 to 10000, got '3'"),
+    ("train", "epochs", 1.5,
+     "train.epochs: expected auto, or a whole number from 1 to 10000, got 1.5"),
+    ("train", "epochs", 0, "train.epochs: expected auto, or a whole number from 1 to 10000, got 0"),
+    ("train", "epochs", True, "train.epochs: expected auto, or a whole number"),
     ("train", "augment", [1, 2], "train.augment: expected true, false, or a mapping"),
     ("train", "augment", "yes", "train.augment: expected true, false, or a mapping"),
     ("train", "augment.shift", "big", "train.augment.shift: expected pixels, from 0 to 14"),
@@ -89,7 +93,7 @@ BAD = [
     ("predict", "unsure_below", 2, "predict.unsure_below: expected a confidence from 0 to 1"),
     ("prepare", "seed", -1, "prepare.seed: expected a whole number from 0 to 4294967295"),
     ("train", "seed", 10**23, "train.seed: expected a whole number from 0 to 4294967295"),
-    ("train", "epochs", 10**23, "train.epochs: expected a whole number from 1 to 10000"),
+    ("train", "epochs", 10**23, "train.epochs: expected auto, or a whole number from 1 to 10000"),
     ("train", "batch_size", 10**23, "train.batch_size: expected a whole number from 1 to"),
     ("train", "learning_rate", 1e300, "train.learning_rate: expected a positive number, at"),
     ("train", "augment.shift", 1e300, "train.augment.shift: expected pixels, from 0 to 14"),
@@ -118,7 +122,8 @@ def test_good_forms_are_read():
     augments = ((True, Augment()), (False, None), ({"shift": 1}, Augment(shift=1.0)))
     for value, expected in augments:
         params = with_change("train", "augment", value)
-        assert parse_section(TrainParams, params["train"], "train").augment == expected
+        train = in_dataset_style(params["train"], MNIST)
+        assert parse_section(TrainParams, train, "train").augment == expected
     counted = with_change("prepare", "val_size", 250)["prepare"]
     assert parse_section(PrepareParams, counted, "prepare").val_size == 250
 
@@ -163,9 +168,13 @@ def test_values_are_read_as_dvc_reads_them(tmp_path):
     """YAML 1.2, as DVC's parser: `1:30` and `on` are strings, not 90 and true."""
     params = with_change("train", "epochs", 10)
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params).replace("epochs: 10", "epochs: 1:30")
-                    .replace("ema: true", "ema: on"))
-    with pytest.raises(DigitrecError, match="train.epochs: expected a whole number.*'1:30'"):
+    text = yaml.safe_dump(params)
+    assert "epochs: 10" in text and "ema: false" in text
+    path.write_text(text.replace("epochs: 10", "epochs: 1:30").replace("ema: false", "ema: on"))
+    with pytest.raises(DigitrecError, match="train.epochs: expected auto, or a whole.*'1:30'"):
+        read_params("train", path=path)
+    path.write_text(text.replace("ema: false", "ema: on"))
+    with pytest.raises(DigitrecError, match="train.ema: expected true or false, got 'on'"):
         read_params("train", path=path)
 
 

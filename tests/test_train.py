@@ -256,10 +256,15 @@ def test_a_dataset_style_fills_what_params_leave_out(tmp_path, augment, expected
     assert digits.augment.redrawn == 0.5 and not digits.augment.flip
 
 
-def test_model_auto_is_the_datasets_own_model(tmp_path):
-    assert read_train(tmp_path, "mnist", model="auto").model == "digitnet"
-    assert read_train(tmp_path, "fashion_mnist", model="auto").model == "fashionnet"
-    assert read_train(tmp_path, "fashion_mnist", model="cnn3").model == "cnn3"
+def test_auto_is_the_datasets_own_model_and_epochs(tmp_path):
+    digits = read_train(tmp_path, "mnist", model="auto", epochs="auto")
+    assert (digits.model, digits.epochs) == ("digitnet", 7)
+    clothes = read_train(tmp_path, "fashion_mnist", model="auto", epochs="auto")
+    assert (clothes.model, clothes.epochs) == ("fashionnet", 12)
+    chosen = read_train(tmp_path, "fashion_mnist", model="cnn3", epochs=3)
+    assert (chosen.model, chosen.epochs) == ("cnn3", 3)
+    with pytest.raises(DigitrecError, match="train.epochs: expected auto, or a whole number"):
+        read_train(tmp_path, "mnist", epochs="automatic")
 
 
 def test_flip_mirrors_about_half_of_the_images():

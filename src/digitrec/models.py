@@ -134,9 +134,9 @@ def _conv_bn(filters: int, size: int, *, strides: int = 1, padding: str = "valid
     return [*block, layers.BatchNormalization(momentum=0.9), layers.ReLU()]
 
 
-def _digitnet(name: str, widths: tuple[int, int, int, int], second_padding: str) -> keras.Model:
+def _digitnet(name: str, widths: tuple[int, int, int, int]) -> keras.Model:
     """Our design for 28x28 digits: a strided 5x5 convolution, then three 3x3 ones that widen
-    as the image shrinks (12, 5-6, then 3-4 pixels a side), batch-normalised, then dropout.
+    as the image shrinks (12, 5, then 3 pixels a side), batch-normalised, then dropout.
 
     The first convolution has 2-pixel steps: at full resolution it was 40% of a step's
     time for one input channel, and a digit's strokes are 2-3 pixels wide, so halving the
@@ -146,7 +146,7 @@ def _digitnet(name: str, widths: tuple[int, int, int, int], second_padding: str)
     return _sequential(
         name,
         *_conv_bn(first, 5, strides=2),
-        *_conv_bn(second, 3, pool=True, padding=second_padding),
+        *_conv_bn(second, 3, pool=True),
         *_conv_bn(third, 3, padding="same"),
         *_conv_bn(fourth, 3),
         keras.layers.Flatten(),
@@ -159,17 +159,18 @@ def digitnet() -> keras.Model:
     """The default: Conv 16 5x5 stride 2, Conv 32 3x3, MaxPool, Conv 64 3x3 same, Conv 64
     3x3, each batch-normalised, Flatten, Dropout 0.3 (66,778 parameters).
 
-    Half a tutorial CNN's cost per image, so that with augmentation, a one-cycle schedule
-    and weight averaging it trains for twice the epochs in less than their time.
+    Half a tutorial CNN's cost per image and quick to converge, so that with augmentation,
+    a one-cycle schedule and label smoothing it trains 7 epochs in less than the tutorial's
+    5, and reads better.
     """
-    return _digitnet("digitnet", (16, 32, 64, 64), "valid")
+    return _digitnet("digitnet", (16, 32, 64, 64))
 
 
 @register
 def digitnet_wide() -> keras.Model:
-    """digitnet with twice the channels, 128 in the last convolution, and no pixels lost
-    to the second one (151,466 parameters): the `accurate` setting."""
-    return _digitnet("digitnet_wide", (32, 64, 64, 128), "same")
+    """digitnet with twice the channels (32-64-64-128; 142,506 parameters): the `accurate`
+    setting."""
+    return _digitnet("digitnet_wide", (32, 64, 64, 128))
 
 
 @register
@@ -189,3 +190,4 @@ def fashionnet() -> keras.Model:
         keras.layers.Flatten(),
         keras.layers.Dropout(0.3),
     )
+

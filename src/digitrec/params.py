@@ -122,16 +122,16 @@ class TrainParams:
     """`train`: the model, the recipe, and how often to checkpoint."""
 
     model: str = setting("digitnet", "auto, or a model name from the registry (see README)")
-    epochs: int = setting(10, "a whole number from 1 to 10000", _between(1, 10_000))
+    epochs: int = setting(7, "auto, or a whole number from 1 to 10000", _between(1, 10_000))
     batch_size: int = setting(128, "a whole number from 1 to 65536", _between(1, 65_536))
     optimizer: Literal["adam", "adamw", "sgd"] = setting("adam", "one of adam, adamw, sgd")
-    learning_rate: float = setting(0.02, "a positive number, at most 10",
+    learning_rate: float = setting(0.03, "a positive number, at most 10",
                                    lambda value: 0 < value <= 10)
     schedule: Literal["constant", "cosine", "one_cycle"] = setting(
         "one_cycle", "one of constant, cosine, one_cycle")
     warmup: float = setting(0.2, "a fraction of training, from 0 to below 1",
                             lambda value: 0 <= value < 1)
-    ema: bool = setting(True, "true or false")
+    ema: bool = setting(False, "true or false")
     label_smoothing: float = setting(0.1, "a share from 0 to below 1",
                                      lambda value: 0 <= value < 1)
     augment: Augment | None = setting(
@@ -192,13 +192,13 @@ def read_params(*sections: str, path: str | os.PathLike = PARAMS_FILE) -> Params
 
 
 def in_dataset_style(train: Any, dataset: Dataset) -> Any:
-    """The train section with `model: auto` as the dataset's own model, and
+    """The train section with each `auto` (model, epochs) as the dataset's own, and
     `augment: true`, and what an augment mapping leaves out, in the dataset's own style
     (`datasets.Dataset`), so that `dataset: NAME` alone trains well."""
     if not isinstance(train, dict):
         return train
-    if train.get("model") == "auto":
-        train = {**train, "model": dataset.model}
+    train = {**train, **{key: value for key, value in dataset.auto.items()
+                         if train.get(key) == "auto"}}
     augment = train.get("augment")
     if augment is True:
         return {**train, "augment": dict(dataset.augment)}
