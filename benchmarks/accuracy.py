@@ -13,9 +13,10 @@ mnist, `dataset` is passed to the train config as the pipeline does.
 
 Every training runs through the real train code in a fresh process. With --cnn3 the
 tutorial CNN (5 epochs, batch 32, as benchmarks/train_speed.py trains it) trains before each
-seed's recipe, so the two times come from the same minutes of this machine. Times are wall
-seconds of training and the CPU seconds of the training process (all its threads): on a
-shared machine whose speed drifts, the CPU time is the steadier of the two. The test set is
+seed's recipe, so the two times come from the same minutes of this machine. Times are the
+wall seconds of `fit` and the CPU seconds (all threads) of the whole train call, building
+the model and saving it included: on a shared machine whose speed drifts, the CPU time is
+the steadier of the two. The test set is
 scored as the evaluate stage does (`test acc`) and as `digitrec predict` reads a picture,
 averaged over one-pixel shifts (`shifts`). With --user-digits DIR (a folder with labels.csv)
 each model also reads those pictures as `digitrec predict` does (and, in the last column,

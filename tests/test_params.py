@@ -58,10 +58,11 @@ def with_change(section: str, key: str | None, value) -> dict:
 # (section, key, bad value, what the error must say)
 BAD = [
     ("train", "learning_rate", "abc",
-     "train.learning_rate: expected a positive number, at most 10, got 'abc'"),
-    ("train", "learning_rate", float("inf"), "train.learning_rate: expected a positive number"),
+     "train.learning_rate: expected auto, or a positive number, at most 10, got 'abc'"),
+    ("train", "learning_rate", float("inf"),
+     "train.learning_rate: expected auto, or a positive number"),
     ("train", "learning_rate", 0,
-     "train.learning_rate: expected a positive number, at most 10, got 0"),
+     "train.learning_rate: expected auto, or a positive number, at most 10, got 0"),
     ("train", "epochs", "3",
      "train.epochs: expected auto, or a whole number from 1 to 10000, got '3'"),
     ("train", "epochs", 1.5,
@@ -95,7 +96,7 @@ BAD = [
     ("train", "seed", 10**23, "train.seed: expected a whole number from 0 to 4294967295"),
     ("train", "epochs", 10**23, "train.epochs: expected auto, or a whole number from 1 to 10000"),
     ("train", "batch_size", 10**23, "train.batch_size: expected a whole number from 1 to"),
-    ("train", "learning_rate", 1e300, "train.learning_rate: expected a positive number, at"),
+    ("train", "learning_rate", 1e300, "train.learning_rate: expected auto, or a positive"),
     ("train", "augment.shift", 1e300, "train.augment.shift: expected pixels, from 0 to 14"),
     ("download", "mirrors", ["ftp://x/"], "download.mirrors: expected a list of mirrors"),
     ("download", "mirrors", ["file://host/x"], "download.mirrors: expected a list of mirrors"),

@@ -256,15 +256,31 @@ def test_a_dataset_style_fills_what_params_leave_out(tmp_path, augment, expected
     assert digits.augment.redrawn == 0.5 and not digits.augment.flip
 
 
-def test_auto_is_the_datasets_own_model_and_epochs(tmp_path):
-    digits = read_train(tmp_path, "mnist", model="auto", epochs="auto")
-    assert (digits.model, digits.epochs) == ("digitnet", 7)
-    clothes = read_train(tmp_path, "fashion_mnist", model="auto", epochs="auto")
-    assert (clothes.model, clothes.epochs) == ("fashionnet", 12)
-    chosen = read_train(tmp_path, "fashion_mnist", model="cnn3", epochs=3)
-    assert (chosen.model, chosen.epochs) == ("cnn3", 3)
+def test_auto_is_the_datasets_own_model_and_that_models_epochs_and_rate(tmp_path):
+    auto = {"model": "auto", "epochs": "auto", "learning_rate": "auto"}
+    digits = read_train(tmp_path, "mnist", **auto)
+    assert (digits.model, digits.epochs, digits.learning_rate) == ("digitnet", 7, 0.03)
+    clothes = read_train(tmp_path, "fashion_mnist", **auto)
+    assert (clothes.model, clothes.epochs, clothes.learning_rate) == ("fashionnet", 12, 0.01)
+    tutorial = read_train(tmp_path, "fashion_mnist", **{**auto, "model": "cnn3"})
+    assert (tutorial.model, tutorial.epochs, tutorial.learning_rate) == ("cnn3", 5, 1e-3)
+    chosen = read_train(tmp_path, "mnist", model="digitnet_wide", epochs=3, learning_rate=0.1)
+    assert (chosen.model, chosen.epochs, chosen.learning_rate) == ("digitnet_wide", 3, 0.1)
+    with pytest.raises(DigitrecError, match="train.model 'resnet' is not one of auto, digitnet"):
+        read_train(tmp_path, "mnist", **{**auto, "model": "resnet"})
     with pytest.raises(DigitrecError, match="train.epochs: expected auto, or a whole number"):
         read_train(tmp_path, "mnist", epochs="automatic")
+
+
+def test_every_model_has_a_recipe_for_auto():
+    from digitrec import models
+    from digitrec.datasets import DATASETS
+    from digitrec.params import MODEL_RECIPES
+
+    assert set(MODEL_RECIPES) == set(models.REGISTRY)
+    assert {dataset.model for dataset in DATASETS.values()} <= set(models.REGISTRY)
+    for name, recipe in MODEL_RECIPES.items():
+        parse_section(TrainParams, train_section(model=name, **recipe), "train")
 
 
 def test_flip_mirrors_about_half_of_the_images():

@@ -42,16 +42,15 @@ class FileSpec:
 @dataclass(frozen=True)
 class Dataset:
     """A dataset in the MNIST layout: four IDX files and where to fetch them, and how it is
-    best trained, so that `dataset: NAME` alone trains well: `auto` holds what `auto` stands
-    for in the train section (the registry model, the epochs), and `augment` what differs
-    from the defaults of `train.augment` (drawn for handwriting)."""
+    best trained, so that `dataset: NAME` alone trains well: `model` is the registry model
+    `train.model: auto` stands for, and `augment` holds what differs from the defaults of
+    `train.augment` (drawn for handwriting)."""
 
     name: str
     mirrors: tuple[str, ...]
     files: tuple[FileSpec, ...]
     class_names: tuple[str, ...]
-    auto: Mapping[str, str | int] = field(default_factory=lambda: {"model": "digitnet",
-                                                                   "epochs": 7})
+    model: str = "digitnet"
     augment: Mapping[str, float | bool] = field(default_factory=dict)
 
 
@@ -92,9 +91,8 @@ FASHION_MNIST = Dataset(
     ),
     class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-    # Seams and patterns a pixel wide: a model whose first convolution sees every pixel, and
-    # more epochs, as clothes are harder to tell apart than digits (see the README).
-    auto={"model": "fashionnet", "epochs": 12},
+    # Seams and patterns a pixel wide: a model whose first convolution sees every pixel.
+    model="fashionnet",
     # Photos of clothes, centred, upright and of one size: only mirror them. Drawing them as
     # pen strokes erases their texture, and each of the handwriting distortions cost test
     # accuracy (see the README's benchmarks).

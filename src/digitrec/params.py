@@ -29,6 +29,19 @@ from digitrec.datasets import DATASETS, IMAGE_SIDE, Dataset
 from digitrec.errors import DigitrecError
 
 PARAMS_FILE = Path("params.yaml")
+# What `train.epochs: auto` and `train.learning_rate: auto` stand for, by registry model
+# (models.py; a test checks both list the same models): ours as measured in the README's
+# benchmarks, the tutorial models as their tutorials train them.
+MODEL_RECIPES: dict[str, dict[str, int | float]] = {
+    "digitnet": {"epochs": 7, "learning_rate": 0.03},
+    "digitnet_wide": {"epochs": 20, "learning_rate": 0.03},
+    "fashionnet": {"epochs": 12, "learning_rate": 0.01},
+    "mlp": {"epochs": 10, "learning_rate": 1e-3},
+    "cnn3": {"epochs": 5, "learning_rate": 1e-3},
+    "cnn2_dense800": {"epochs": 10, "learning_rate": 1e-3},
+    "lenet5": {"epochs": 10, "learning_rate": 1e-3},
+    "cnn5x5_dropout": {"epochs": 10, "learning_rate": 1e-4},
+}
 MAX_FILE_BYTES = 1 << 20        # a params file is a few hundred bytes; refuse anything huge
 MAX_SEED = 2**32 - 1            # what NumPy and TensorFlow take
 MIRROR_SCHEMES = ("http", "https", "file")
@@ -125,7 +138,7 @@ class TrainParams:
     epochs: int = setting(7, "auto, or a whole number from 1 to 10000", _between(1, 10_000))
     batch_size: int = setting(128, "a whole number from 1 to 65536", _between(1, 65_536))
     optimizer: Literal["adam", "adamw", "sgd"] = setting("adam", "one of adam, adamw, sgd")
-    learning_rate: float = setting(0.03, "a positive number, at most 10",
+    learning_rate: float = setting(0.03, "auto, or a positive number, at most 10",
                                    lambda value: 0 < value <= 10)
     schedule: Literal["constant", "cosine", "one_cycle"] = setting(
         "one_cycle", "one of constant, cosine, one_cycle")
@@ -192,13 +205,21 @@ def read_params(*sections: str, path: str | os.PathLike = PARAMS_FILE) -> Params
 
 
 def in_dataset_style(train: Any, dataset: Dataset) -> Any:
-    """The train section with each `auto` (model, epochs) as the dataset's own, and
-    `augment: true`, and what an augment mapping leaves out, in the dataset's own style
-    (`datasets.Dataset`), so that `dataset: NAME` alone trains well."""
+    """The train section with `model: auto` as the dataset's own model, `epochs: auto` and
+    `learning_rate: auto` as that model's own (`MODEL_RECIPES`), and `augment: true`, and
+    what an augment mapping leaves out, in the dataset's own style (`datasets.Dataset`), so
+    that `dataset: NAME` alone trains well."""
     if not isinstance(train, dict):
         return train
-    train = {**train, **{key: value for key, value in dataset.auto.items()
-                         if train.get(key) == "auto"}}
+    if train.get("model") == "auto":
+        train = {**train, "model": dataset.model}
+    autos = [key for key in ("epochs", "learning_rate") if train.get(key) == "auto"]
+    if autos:
+        recipe = MODEL_RECIPES.get(train["model"]) if isinstance(train.get("model"), str) else None
+        if recipe is None:
+            raise DigitrecError(f"train.model {train.get('model')!r} is not one of auto, "
+                                f"{', '.join(MODEL_RECIPES)}")
+        train = {**train, **{key: recipe[key] for key in autos}}
     augment = train.get("augment")
     if augment is True:
         return {**train, "augment": dict(dataset.augment)}

@@ -101,7 +101,7 @@ def ema_momentum(total_steps: int) -> float:
     statistics, which follow the current weights, would not fit it at all (a one-epoch run
     read 45% of the test set). So a short run averages over its last fifth only.
     """
-    return min(EMA_MOMENTUM, max(0.0, 1 - 1 / (EMA_MAX_SHARE * total_steps)))
+    return min(EMA_MOMENTUM, max(0.0, 1 - 1 / (EMA_MAX_SHARE * max(total_steps, 1))))
 
 
 def make_optimizer(config: TrainParams, steps_per_epoch: int) -> keras.optimizers.Optimizer:
