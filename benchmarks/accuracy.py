@@ -193,7 +193,7 @@ def main() -> None:
     if args.accurate:
         changes = {**accurate_setting(), **changes}
     config = recipe(params, changes)
-    config["dataset"] = args.dataset  # the dataset's augmentation style, as the stage does
+    config["dataset"] = args.dataset  # the dataset's model and augmentation style, as the stage
     print(f"recipe: {json.dumps(config)}", file=sys.stderr)
 
     with tempfile.TemporaryDirectory() as work:

@@ -44,7 +44,7 @@ def sections_read(script: Path) -> set[str]:
              if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "read_params"]
     sections = {arg.value for call in calls for arg in call.args}
     if "train" in sections:
-        sections.add("dataset")  # read_params("train") reads the dataset's augmentation style
+        sections.add("dataset")  # read_params("train") reads the dataset's model and style
     return sections
 
 
