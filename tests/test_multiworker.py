@@ -21,7 +21,7 @@ from digitrec.errors import DigitrecError
 
 pytestmark = pytest.mark.slow
 
-TRAIN = {"model": "digitnet", "epochs": 3, "batch_size": 64, "learning_rate": 0.004,
+TRAIN = {"model": "digitnet", "epochs": 3, "batch_size": 64, "learning_rate": 0.03,
          "checkpoint_every": 1, "keep_checkpoints": 3, "seed": 3}
 
 

@@ -214,3 +214,18 @@ def test_stage_with_bad_params_writes_nothing_and_exits_1(project, stage, sectio
     after = sorted(p.relative_to(project.root) for p in project.root.rglob("*")
                    if ".git" not in p.parts and "__pycache__" not in p.parts)
     assert after == [p for p in before if "__pycache__" not in p.parts]
+
+
+def test_the_readmes_accurate_setting_is_valid_and_is_what_the_benchmarks_train():
+    readme = (ROOT / "README.md").read_text()
+    after = readme.split("**The accurate setting**, in `params.yaml`:", 1)[1]
+    block = yaml.safe_load(after.split("```yaml", 1)[1].split("```", 1)[0])
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from train_speed import ACCURATE
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert block == {"train": ACCURATE}
+    params = {**SHIPPED, "train": {**SHIPPED["train"], **block["train"]}}
+    train = parse_section(TrainParams, in_dataset_style(params["train"], MNIST), "train")
+    assert train.model == ACCURATE["model"] and train.epochs == ACCURATE["epochs"]
