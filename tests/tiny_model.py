@@ -24,13 +24,16 @@ def drawn_digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 def train_tiny_model(path: Path) -> Path:
-    """Train a one-conv model on `drawn_digits`; save it."""
+    """Train a one-conv model on `drawn_digits`, batch-normalised as the registry's are (so
+    export and serving meet the same layers); save it."""
     from digitrec.backend import keras
 
     keras.utils.set_random_seed(0)
     digits, labels = drawn_digits()
     model = keras.Sequential([keras.Input((28, 28, 1)),
-                              keras.layers.Conv2D(8, 5, strides=2, activation="relu"),
+                              keras.layers.Conv2D(8, 5, strides=2, use_bias=False),
+                              keras.layers.BatchNormalization(momentum=0.9),
+                              keras.layers.ReLU(),
                               keras.layers.Flatten(),
                               keras.layers.Dense(10, activation="softmax")])
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
