@@ -116,7 +116,7 @@ def prepare_user_digits(folder: Path, work: Path) -> list[str]:
 
 def train_one(config_json: str, work: Path) -> None:
     """Child process: train one config on the prepared data in `work`, print JSON."""
-    from digitrec.params import TrainParams, in_dataset_style, parse_section
+    from digitrec.params import parse_train
     from digitrec.predict import predict_digits, predict_readings
     from digitrec.prepared import load_split
     from digitrec.run import Outputs
@@ -124,8 +124,7 @@ def train_one(config_json: str, work: Path) -> None:
 
     settings = json.loads(config_json)
     dataset = get_dataset(settings.pop("dataset", "mnist"))
-    config = parse_section(TrainParams, in_dataset_style(settings, dataset),
-                           "train")
+    config = parse_train(settings, dataset)
     folder = Path(tempfile.mkdtemp(dir=work))
     outputs = Outputs(folder / "model.keras", folder / "checkpoints", folder / "metrics")
     cpu_start = time.process_time()
@@ -193,7 +192,7 @@ def main() -> None:
     if args.accurate:
         changes = {**accurate_setting(), **changes}
     config = recipe(params, changes)
-    config["dataset"] = args.dataset  # the dataset's model and augmentation style, as the stage
+    config["dataset"] = args.dataset  # its model and augmentation style, as in the stage
     print(f"recipe: {json.dumps(config)}", file=sys.stderr)
 
     with tempfile.TemporaryDirectory() as work:

@@ -25,7 +25,7 @@ import numpy as np
 from digitrec import scoring
 from digitrec.datasets import get_dataset
 from digitrec.download import DownloadOptions, download
-from digitrec.params import TrainParams, in_dataset_style, load_file, parse_section, read_params
+from digitrec.params import TrainParams, load_file, parse_section, parse_train, read_params
 from digitrec.prepare import prepare
 from digitrec.prepared import load_split
 from digitrec.run import Outputs
@@ -97,9 +97,7 @@ def main() -> None:
         return train_one(args.train_one, args.work)
 
     params = read_params("prepare", path=ROOT / "params.yaml")
-    shipped = load_file(ROOT / "params.yaml")["train"]
-    default = parse_section(TrainParams, in_dataset_style(shipped, get_dataset(args.dataset)),
-                            "train")
+    default = parse_train(load_file(ROOT / "params.yaml")["train"], get_dataset(args.dataset))
     runs = {name: replace(TrainParams(), **setting) for name, setting in SETTINGS.items()}
     runs["default"] = default
     if args.accurate:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from digitrec.datasets import DATASETS, IMAGE_SIDE, Dataset
+from digitrec.datasets import DATASETS, IMAGE_SIDE, MNIST, Dataset
 from digitrec.errors import DigitrecError
 
 PARAMS_FILE = Path("params.yaml")
@@ -42,6 +42,7 @@ MODEL_RECIPES: dict[str, dict[str, int | float]] = {
     "lenet5": {"epochs": 10, "learning_rate": 1e-3},
     "cnn5x5_dropout": {"epochs": 10, "learning_rate": 1e-4},
 }
+_DEFAULT_RECIPE = MODEL_RECIPES[MNIST.model]  # the code's defaults: `auto` for digits
 MAX_FILE_BYTES = 1 << 20        # a params file is a few hundred bytes; refuse anything huge
 MAX_SEED = 2**32 - 1            # what NumPy and TensorFlow take
 MIRROR_SCHEMES = ("http", "https", "file")
@@ -134,11 +135,13 @@ class Augment:
 class TrainParams:
     """`train`: the model, the recipe, and how often to checkpoint."""
 
-    model: str = setting("digitnet", "auto, or a model name from the registry (see README)")
-    epochs: int = setting(7, "auto, or a whole number from 1 to 10000", _between(1, 10_000))
+    model: str = setting(MNIST.model, "auto, or a model name from the registry (see README)")
+    epochs: int = setting(_DEFAULT_RECIPE["epochs"], "auto, or a whole number from 1 to 10000",
+                          _between(1, 10_000))
     batch_size: int = setting(128, "a whole number from 1 to 65536", _between(1, 65_536))
     optimizer: Literal["adam", "adamw", "sgd"] = setting("adam", "one of adam, adamw, sgd")
-    learning_rate: float = setting(0.03, "auto, or a positive number, at most 10",
+    learning_rate: float = setting(_DEFAULT_RECIPE["learning_rate"],
+                                   "auto, or a positive number, at most 10",
                                    lambda value: 0 < value <= 10)
     schedule: Literal["constant", "cosine", "one_cycle"] = setting(
         "one_cycle", "one of constant, cosine, one_cycle")
@@ -197,11 +200,16 @@ def read_params(*sections: str, path: str | os.PathLike = PARAMS_FILE) -> Params
             checked[name] = _choice(raw[name], tuple(DATASETS), "dataset", path)
         elif name == "train":
             dataset = _choice(raw.get("dataset"), tuple(DATASETS), "dataset", path)
-            section = in_dataset_style(raw[name], DATASETS[dataset])
-            checked[name] = parse_section(TrainParams, section, name, path)
+            checked[name] = parse_train(raw[name], DATASETS[dataset], path)
         else:
             checked[name] = parse_section(SECTIONS[name], raw[name], name, path)
     return Params(**checked)
+
+
+def parse_train(train: Any, dataset: Dataset, path: str | os.PathLike = PARAMS_FILE
+                ) -> TrainParams:
+    """A raw train section, checked, as it trains `dataset` (`in_dataset_style`)."""
+    return parse_section(TrainParams, in_dataset_style(train, dataset), "train", path)
 
 
 def in_dataset_style(train: Any, dataset: Dataset) -> Any:
@@ -215,7 +223,7 @@ def in_dataset_style(train: Any, dataset: Dataset) -> Any:
         train = {**train, "model": dataset.model}
     autos = [key for key in ("epochs", "learning_rate") if train.get(key) == "auto"]
     if autos:
-        recipe = MODEL_RECIPES.get(train["model"]) if isinstance(train.get("model"), str) else None
+        recipe = MODEL_RECIPES.get(str(train.get("model")))
         if recipe is None:
             raise DigitrecError(f"train.model {train.get('model')!r} is not one of auto, "
                                 f"{', '.join(MODEL_RECIPES)}")
