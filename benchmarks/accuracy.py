@@ -42,11 +42,13 @@ import numpy as np
 import yaml
 
 from digitrec import scoring
-from digitrec.datasets import get_dataset
-from digitrec.download import DownloadOptions, download
-from digitrec.params import load_file
-from digitrec.prepare import prepare
-from digitrec.prepared import REDRAWN, images_file, labels_file
+from digitrec.catalog import get_dataset
+from digitrec.data.download import download
+from digitrec.data.prepared import REDRAWN, images_file, labels_file
+from digitrec.data.splits import prepare
+from digitrec.data.transfer import Retries
+from digitrec.params import DownloadParams
+from digitrec.schema import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CNN3 = dict(model="cnn3", epochs=5, batch_size=32, schedule="constant", learning_rate=1e-3,
@@ -96,19 +98,19 @@ def subset_train(prepared: Path, size: int, seed: int) -> None:
 def prepare_user_digits(folder: Path, work: Path) -> list[str]:
     """Prepare every labelled picture once, as `digitrec predict` does (before TensorFlow
     is loaded); save the digits and labels for the training processes."""
-    from digitrec import predict
     from digitrec.parallel import parallel_map
+    from digitrec.reading.batch import find_pictures, read_one
+    from digitrec.reading.labels import folder_labels
 
-    labels = predict.folder_labels([folder]).values
-    readings = [r for r in parallel_map(predict.read_one, predict.find_pictures([folder]))
-                if r.name in labels]
-    ready = [r for r in readings if r.prepared is not None]
+    labels = folder_labels([folder]).values
+    readings = [r for r in parallel_map(read_one, find_pictures([folder])) if r.name in labels]
+    ready = [r for r in readings if r.cleaned is not None]
     for reading in ready:
-        reading.prepared.thumbnail = None  # not needed, and pickles slowly
+        reading.cleaned.thumbnail = None  # not needed, and pickles slowly
     with open(work / "user_readings.pkl", "wb") as f:
         pickle.dump(ready, f)
     np.save(work / "user_labels.npy", np.array([labels[r.name] for r in ready]))
-    failed = [f"{r.name}: {r.error}" for r in readings if r.prepared is None]
+    failed = [f"{r.name}: {r.error}" for r in readings if r.cleaned is None]
     for line in failed:
         print(f"user picture not read: {line}", file=sys.stderr)
     return [r.name for r in ready]
@@ -116,17 +118,18 @@ def prepare_user_digits(folder: Path, work: Path) -> list[str]:
 
 def train_one(config_json: str, work: Path) -> None:
     """Child process: train one config on the prepared data in `work`, print JSON."""
+    from digitrec.data.prepared import load_split
     from digitrec.params import parse_train
-    from digitrec.predict import predict_digits, predict_readings
-    from digitrec.prepared import load_split
-    from digitrec.run import Outputs
-    from digitrec.train import train
+    from digitrec.paths import TrainOutputs
+    from digitrec.reading.batch import predict_readings
+    from digitrec.reading.classify import predict_digits
+    from digitrec.training.run import train
 
     settings = json.loads(config_json)
-    dataset = get_dataset(settings.pop("dataset", "mnist"))
+    dataset = settings.pop("dataset", "mnist")
     config = parse_train(settings, dataset)
     folder = Path(tempfile.mkdtemp(dir=work))
-    outputs = Outputs(folder / "model.keras", folder / "checkpoints", folder / "metrics")
+    outputs = TrainOutputs(folder / "model.keras", folder / "checkpoints", folder / "metrics")
     cpu_start = time.process_time()
     result = train(config, work / "prepared", outputs, verbose=0)
     cpu_seconds = time.process_time() - cpu_start
@@ -143,7 +146,7 @@ def train_one(config_json: str, work: Path) -> None:
             readings = pickle.load(f)
         predict_readings(result.model, readings)
         answer["user"] = [r.probabilities.tolist() for r in readings]
-        as_tagged = predict_digits(result.model, np.stack([r.prepared.digit for r in readings]))
+        as_tagged = predict_digits(result.model, np.stack([r.cleaned.digit for r in readings]))
         answer["user_as_tagged"] = as_tagged.tolist()
     print(json.dumps(answer))
 
@@ -197,8 +200,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        download(get_dataset(args.dataset), [args.data_dir], work / "raw", work / "partial",
-                 args.verify, DownloadOptions(progress=False))
+        download(get_dataset(args.dataset),
+                 DownloadParams(mirrors=(str(args.data_dir),), verify=args.verify),
+                 work / "raw", work / "partial", Retries(progress=False))
         options = params["prepare"]
         manifest = prepare(work / "raw", work / "prepared", options["val_size"],
                            options["seed"])

@@ -38,14 +38,17 @@ def run_phase(phase: str, archives: str, work: Path, dataset: str, verify: bool
 
 
 def phase_main(args: argparse.Namespace) -> None:
-    from digitrec.datasets import get_dataset
-    from digitrec.download import DownloadOptions, download
-    from digitrec.prepare import prepare
+    from digitrec.catalog import get_dataset
+    from digitrec.data.download import download
+    from digitrec.data.splits import prepare
+    from digitrec.data.transfer import Retries
+    from digitrec.params import DownloadParams
 
     start = time.perf_counter()
     if args.phase == "download":
-        download(get_dataset(args.dataset), [args.archives], args.work / "raw",
-                 args.work / "partial", args.verify, DownloadOptions(progress=False))
+        download(get_dataset(args.dataset),
+                 DownloadParams(mirrors=(str(args.archives),), verify=args.verify),
+                 args.work / "raw", args.work / "partial", Retries(progress=False))
     else:
         prepare(args.work / "raw", args.work / "prepared", val_size=0.1, seed=42)
     print(json.dumps({"seconds": time.perf_counter() - start}))

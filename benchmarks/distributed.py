@@ -25,11 +25,13 @@ from pathlib import Path
 
 from train_speed import as_params, test_accuracy
 
-from digitrec.datasets import get_dataset
-from digitrec.download import DownloadOptions, download
-from digitrec.params import TrainParams, parse_section, read_params
-from digitrec.prepare import prepare
-from digitrec.run import Outputs
+from digitrec.catalog import get_dataset
+from digitrec.data.download import download
+from digitrec.data.splits import prepare
+from digitrec.data.transfer import Retries
+from digitrec.params import DownloadParams, TrainParams, read_params
+from digitrec.paths import TrainOutputs
+from digitrec.schema import parse_section
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -38,10 +40,10 @@ from helpers import local_tf_configs  # noqa: E402 (the tests' helper, to start 
 
 def worker(config_json: str, work: Path, output: Path) -> None:
     """Child process: one worker of the job (TF_CONFIG says which); the chief prints JSON."""
-    from digitrec.train import train
+    from digitrec.training.run import train
 
     config = parse_section(TrainParams, json.loads(config_json), "train")
-    outputs = Outputs(output / "model.keras", output / "checkpoints", output / "metrics")
+    outputs = TrainOutputs(output / "model.keras", output / "checkpoints", output / "metrics")
     result = train(config, work / "prepared", outputs, verbose=0)
     if result.wrote_outputs:
         # The saved model, outside the strategy: its predict would wait for the other workers.
@@ -86,8 +88,9 @@ def main() -> None:
         config = replace(config, epochs=args.epochs)
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        download(get_dataset(args.dataset), [args.data_dir], work / "raw", work / "partial",
-                 args.verify, DownloadOptions(progress=False))
+        download(get_dataset(args.dataset),
+                 DownloadParams(mirrors=(str(args.data_dir),), verify=args.verify),
+                 work / "raw", work / "partial", Retries(progress=False))
         prepare(work / "raw", work / "prepared", params.prepare.val_size, params.prepare.seed)
         rows = []
         for workers in args.workers:

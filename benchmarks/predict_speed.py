@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from digitrec import predict
 from digitrec.examples import draw_digit, photo_of_paper
 from digitrec.parallel import worker_pool
+from digitrec.reading import batch as predict
 
 
 def draw_pictures(folder: Path, count: int, seed: int = 0) -> None:
@@ -60,7 +60,7 @@ def tutorial_reading(model, path: Path) -> int:
 def untrained_model(folder: Path) -> Path:
     """The default model, untrained, saved (the speed does not depend on the weights)."""
     from digitrec.modelfile import save_model
-    from digitrec.models import build_model
+    from digitrec.training.models import build_model
 
     path = folder / "untrained.keras"
     save_model(build_model("digitnet"), path)
@@ -124,7 +124,7 @@ def measure(folder: Path, model: Path) -> None:
     runs, of its worker processes (`ru_maxrss` would count the parent's memory before exec).
     """
     out = folder.parent / "out"
-    outputs = predict.Outputs(csv=out / "predictions.csv", contact_sheet=out / "sheet.png",
+    outputs = predict.BatchOutputs(csv=out / "predictions.csv", contact_sheet=out / "sheet.png",
                               metrics=out / "predict.json")
     workers = WorkerPeaks()
     workers.start()

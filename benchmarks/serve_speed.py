@@ -45,7 +45,7 @@ def pictures() -> dict[str, list[bytes]]:
 
 
 def untrained_model(folder: Path) -> Path:
-    from digitrec.models import build_model
+    from digitrec.training.models import build_model
 
     path = folder / "untrained.keras"
     build_model("digitnet").save(path)

@@ -23,13 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from digitrec import scoring
-from digitrec.datasets import get_dataset
-from digitrec.download import DownloadOptions, download
-from digitrec.params import TrainParams, load_file, parse_section, parse_train, read_params
-from digitrec.prepare import prepare
-from digitrec.prepared import load_split
-from digitrec.run import Outputs
-from digitrec.train import train
+from digitrec.catalog import get_dataset
+from digitrec.data.download import download
+from digitrec.data.prepared import load_split
+from digitrec.data.splits import prepare
+from digitrec.data.transfer import Retries
+from digitrec.params import DownloadParams, TrainParams, parse_train, read_params
+from digitrec.paths import TrainOutputs
+from digitrec.schema import load_file, parse_section
+from digitrec.training.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,7 +68,7 @@ def train_one(config_json: str, work: Path) -> None:
     """Child process: train one setting on the prepared data in `work`, print JSON."""
     config = parse_section(TrainParams, json.loads(config_json), "train")
     folder = Path(tempfile.mkdtemp(dir=work))
-    outputs = Outputs(folder / "model.keras", folder / "checkpoints", folder / "metrics")
+    outputs = TrainOutputs(folder / "model.keras", folder / "checkpoints", folder / "metrics")
     result = train(config, work / "prepared", outputs, verbose=0)
     print(json.dumps({"seconds": result.seconds, "parameters": result.model.count_params(),
                       "accuracy": test_accuracy(result.model, work / "prepared")}))
@@ -97,7 +99,7 @@ def main() -> None:
         return train_one(args.train_one, args.work)
 
     params = read_params("prepare", path=ROOT / "params.yaml")
-    default = parse_train(load_file(ROOT / "params.yaml")["train"], get_dataset(args.dataset))
+    default = parse_train(load_file(ROOT / "params.yaml")["train"], args.dataset)
     runs = {name: replace(TrainParams(), **setting) for name, setting in SETTINGS.items()}
     runs["default"] = default
     if args.accurate:
@@ -107,8 +109,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        download(get_dataset(args.dataset), [args.data_dir], work / "raw", work / "partial",
-                 args.verify, DownloadOptions(progress=False))
+        download(get_dataset(args.dataset),
+                 DownloadParams(mirrors=(str(args.data_dir),), verify=args.verify),
+                 work / "raw", work / "partial", Retries(progress=False))
         manifest = prepare(work / "raw", work / "prepared", params.prepare.val_size,
                            params.prepare.seed)
         counts = {split: info["count"] for split, info in manifest["splits"].items()}

@@ -9,8 +9,8 @@ from pathlib import Path
 from PIL import Image
 
 from digitrec.examples import draw_digit, photo_of_paper
-from digitrec.images import prepare_image
-from digitrec.report import draw_steps
+from digitrec.reading.images import clean_image
+from digitrec.reading.sheet import draw_steps
 
 OUTPUT = Path(__file__).with_name("preprocessing.png")
 
@@ -28,7 +28,7 @@ def main() -> None:
     rows = []
     for picture in pictures():
         steps: list = []
-        prepare_image(picture, steps)
+        clean_image(picture, steps)
         rows.append((picture, steps))
     draw_steps(rows, OUTPUT)
     print(f"wrote {OUTPUT}")

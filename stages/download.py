@@ -3,13 +3,11 @@
 import sys
 from pathlib import Path
 
-from digitrec.datasets import get_dataset
-from digitrec.download import DownloadOptions, download
+from digitrec.catalog import get_dataset
+from digitrec.data.download import download
 from digitrec.errors import run_command
 from digitrec.params import params_file_from_command_line, read_params
-
-RAW = Path("data/raw")
-SCRATCH = Path("data/downloads")  # transfers in progress and staging, not an output
+from digitrec.paths import DOWNLOADS, RAW
 
 
 def main(params_file: Path) -> str:
@@ -18,9 +16,7 @@ def main(params_file: Path) -> str:
     if not options.verify:
         print("warning: download.verify is false: checksums are not checked, "
               "only the IDX structure", file=sys.stderr)
-    bounds = DownloadOptions(deadline=options.deadline, min_speed=options.min_speed,
-                             stall_window=options.stall_window)
-    outcome = download(dataset, options.mirrors, RAW, SCRATCH, options.verify, bounds)
+    outcome = download(dataset, options, RAW, DOWNLOADS)
     fetched = sum(how.startswith("fetched") for how in outcome.values())
     checked = "verified against official checksums" if options.verify else "IDX structure checked"
     return (f"download: {dataset.name}: {len(outcome)} files in {RAW}/ "

@@ -2,23 +2,19 @@
 
 from pathlib import Path
 
-from digitrec.datasets import get_dataset
+from digitrec.catalog import get_dataset
 from digitrec.errors import run_command
-from digitrec.evaluate import evaluate
+from digitrec.evaluation.evaluate import evaluate
 from digitrec.params import params_file_from_command_line, read_params
-
-MODEL = Path("models/model.keras")
-PREPARED = Path("data/prepared")
-METRICS = Path("metrics/eval.json")
-PLOTS = Path("metrics/eval")
+from digitrec.paths import EVAL_METRICS, EVAL_PLOTS, MODEL, PREPARED
 
 
 def main(params_file: Path) -> str:
     dataset = get_dataset(read_params("dataset", path=params_file).dataset)
-    metrics = evaluate(MODEL, PREPARED, METRICS, PLOTS, dataset.class_names)
+    metrics = evaluate(MODEL, PREPARED, EVAL_METRICS, EVAL_PLOTS, dataset.class_names)
     return (f"evaluate: test accuracy {metrics['accuracy']:.4f} ({metrics['error_count']} "
             f"errors), macro-F1 {metrics['macro_f1']:.4f}, val accuracy "
-            f"{metrics['val']['accuracy']:.4f}; wrote {METRICS}")
+            f"{metrics['val']['accuracy']:.4f}; wrote {EVAL_METRICS}")
 
 
 if __name__ == "__main__":

@@ -2,13 +2,11 @@
 
 from pathlib import Path
 
+from digitrec.data.prepared import SPLITS
+from digitrec.data.splits import prepare
 from digitrec.errors import run_command
 from digitrec.params import params_file_from_command_line, read_params
-from digitrec.prepare import prepare
-from digitrec.prepared import SPLITS
-
-RAW = Path("data/raw")
-PREPARED = Path("data/prepared")
+from digitrec.paths import PREPARED, RAW
 
 
 def main(params_file: Path) -> str:

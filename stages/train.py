@@ -5,24 +5,20 @@ from pathlib import Path
 
 from digitrec.errors import run_command
 from digitrec.params import params_file_from_command_line, read_params
-from digitrec.run import Outputs
-from digitrec.train import train
-
-PREPARED = Path("data/prepared")
-OUTPUTS = Outputs(model=Path("models/model.keras"), checkpoints=Path("models/checkpoints"),
-                  metrics=Path("metrics/train"))
+from digitrec.paths import PREPARED, TRAIN_OUTPUTS
+from digitrec.training.run import train
 
 
 def main(params_file: Path) -> str:
     config = read_params("train", path=params_file).train
-    result = train(config, PREPARED, OUTPUTS, verbose=1 if sys.stdout.isatty() else 2)
+    result = train(config, PREPARED, TRAIN_OUTPUTS, verbose=1 if sys.stdout.isatty() else 2)
     if not result.wrote_outputs:
         return (f"train: this worker's part is done ({config.epochs} epochs in "
                 f"{result.seconds:.1f} s); the chief saved the model")
     val_accuracy = result.history["val_accuracy"][-1]
     return (f"train: {config.model} ({result.model.count_params():,} parameters), "
             f"{config.epochs} epochs in {result.seconds:.1f} s, val accuracy "
-            f"{val_accuracy:.4f}; saved {OUTPUTS.model}")
+            f"{val_accuracy:.4f}; saved {TRAIN_OUTPUTS.model}")
 
 
 if __name__ == "__main__":

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digitrec import idx
-from digitrec.datasets import (
+from digitrec.catalog import (
     MNIST,
     TEST_IMAGES,
     TEST_LABELS,
@@ -31,6 +30,7 @@ from digitrec.datasets import (
     Dataset,
     FileSpec,
 )
+from digitrec.data import idx
 from digitrec.files import sha256_file
 
 

@@ -28,17 +28,25 @@ from helpers import (
 )
 
 import digitrec
-from digitrec import idx
-from digitrec.datasets import TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
-from digitrec.download import DownloadOptions, download
+from digitrec.catalog import TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
+from digitrec.data import idx
+from digitrec.data.download import download
+from digitrec.data.transfer import Retries
 from digitrec.errors import DigitrecError
+from digitrec.params import DownloadParams
 
 ROOT = Path(__file__).resolve().parents[1]
 
-FAST = DownloadOptions(attempts=3, backoff=0.01, timeout=5, progress=False)
+FAST = Retries(attempts=3, backoff=0.01, timeout=5, progress=False)
 # Tiny bounds, so that every hostile case below fails within about two seconds.
-TIGHT = DownloadOptions(attempts=2, backoff=0.01, timeout=2, deadline=2, min_speed=100,
-                        stall_window=0.5, progress=False)
+TIGHT = Retries(attempts=2, backoff=0.01, timeout=2, progress=False)
+TIGHT_BOUNDS = {"deadline": 2.0, "min_speed": 100.0, "stall_window": 0.5}
+
+
+def sources(mirrors, verify=True, tight=False) -> DownloadParams:
+    """download's params section with these mirrors (and, `tight`, tiny time bounds)."""
+    return DownloadParams(mirrors=tuple(mirrors), verify=verify,
+                          **(TIGHT_BOUNDS if tight else {}))
 
 
 @pytest.fixture
@@ -52,7 +60,8 @@ def dataset(arrays):
 
 
 def fetch(dataset, mirrors, tmp_path, verify=True):
-    return download(dataset, mirrors, tmp_path / "raw", tmp_path / "partial", verify, FAST)
+    return download(dataset, sources(mirrors, verify), tmp_path / "raw", tmp_path / "partial",
+                    FAST)
 
 
 def assert_raw_matches(tmp_path, arrays):
@@ -176,8 +185,8 @@ def test_hostile_mirror_is_named_and_the_next_one_used(tmp_path, mirror, arrays,
         (mirror.root / "bad").mkdir()
         (mirror.root / "bad" / f"{TRAIN_IMAGES}.gz").write_bytes(hostile)
     bad, good = mirror.url("bad/"), mirror.url("good/")
-    outcome = download(dataset, [bad, good], tmp_path / "raw", tmp_path / "partial", verify,
-                       TIGHT)
+    outcome = download(dataset, sources([bad, good], verify, tight=True), tmp_path / "raw",
+                       tmp_path / "partial", TIGHT)
     assert outcome[TRAIN_IMAGES] == f"fetched from {good}{TRAIN_IMAGES}.gz"
     if isinstance(hostile, Reply) and hostile.trickle_head:
         assert f"/bad/{TRAIN_IMAGES}.gz" not in mirror.sent  # cut before the headers ended
@@ -206,8 +215,9 @@ def test_https_mirror_is_verified_and_watched_too(tmp_path, monkeypatch, arrays,
         write_archives(server.root / "good", arrays)
         if hostile is not None:
             server.replies[f"/bad/{TRAIN_IMAGES}.gz"] = hostile
-        outcome = download(dataset, [server.url("bad/"), server.url("good/")], tmp_path / "raw",
-                           tmp_path / "partial", True, TIGHT)
+        outcome = download(dataset, sources([server.url("bad/"), server.url("good/")], True,
+                                            tight=True),
+                           tmp_path / "raw", tmp_path / "partial", TIGHT)
     finally:
         server.close()
     assert outcome[TRAIN_IMAGES] == f"fetched from {server.url('good/')}{TRAIN_IMAGES}.gz"
@@ -224,8 +234,8 @@ def test_redirect_to_another_http_place_is_followed(tmp_path, mirror, arrays, da
         mirror.replies[f"/moved/{name}.gz"] = Reply(
             lambda: [], status="301 Moved Permanently",
             headers={"Location": f"{mirror.url('good/')}{name}.gz"})
-    outcome = download(dataset, [mirror.url("moved/")], tmp_path / "raw", tmp_path / "partial",
-                       True, TIGHT)
+    outcome = download(dataset, sources([mirror.url("moved/")], True, tight=True),
+                       tmp_path / "raw", tmp_path / "partial", TIGHT)
     assert all("/moved/" in how for how in outcome.values())
     assert_raw_matches(tmp_path, arrays)
 
@@ -364,7 +374,7 @@ def test_killed_download_then_the_next_run_cleans_up(tmp_path, mirror, arrays, s
     (raw / f".{TRAIN_IMAGES}.k2j4x9.tmp").write_bytes(b"\0" * 1000)
     (scratch / f"{TRAIN_IMAGES}.gz.0123abcd.part").write_bytes(b"\0" * 1000)
     write_archives(mirror.root / "good", arrays)
-    download(dataset_for(arrays), [mirror.url("good/")], raw, scratch, False, FAST)
+    download(dataset_for(arrays), sources([mirror.url("good/")], False), raw, scratch, FAST)
     assert scratch_left(scratch) == []  # ...which the next run removes first
     assert sorted(p.name for p in raw.iterdir()) == sorted(arrays)
 
@@ -392,10 +402,11 @@ def test_timeout_is_reported(tmp_path, arrays, dataset):
     listener.bind(("127.0.0.1", 0))
     listener.listen()  # accepts the connection but never answers
     url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
-    options = DownloadOptions(attempts=2, backoff=0.01, timeout=0.3, progress=False)
+    options = Retries(attempts=2, backoff=0.01, timeout=0.3, progress=False)
     try:
         with pytest.raises(DigitrecError, match="timed out \\(gave up after 2 attempts\\)"):
-            download(dataset, [url], tmp_path / "raw", tmp_path / "partial", True, options)
+            download(dataset, sources([url], True), tmp_path / "raw", tmp_path / "partial",
+                     options)
     finally:
         listener.close()
 

@@ -6,8 +6,10 @@ import pytest
 from helpers import synthetic_dataset_arrays, write_archives, write_raw
 from PIL import Image
 
-from digitrec import evaluate, prepare, scoring
+from digitrec import scoring
 from digitrec.backend import keras
+from digitrec.data import splits as prepare
+from digitrec.evaluation import evaluate
 
 
 def random_probabilities(n, seed=0):
@@ -28,12 +30,13 @@ def assert_finite_numbers(value):
 def test_score_is_consistent():
     labels = np.arange(500) % 10
     probabilities = random_probabilities(500)
-    report = scoring.score(probabilities, labels)
+    report = scoring.headline(scoring.scores(probabilities, labels))
     assert_finite_numbers(report)
     predicted = probabilities.argmax(axis=1)
     assert report["error_count"] == int((predicted != labels).sum())
     assert report["accuracy"] == pytest.approx(1 - report["error_count"] / 500)
-    rows = scoring.per_class_rows(probabilities, labels, [str(d) for d in range(10)])
+    rows = scoring.per_class_rows(scoring.scores(probabilities, labels),
+                                  [str(d) for d in range(10)])
     assert sum(row[4] for row in rows) == 500
     assert report["macro_f1"] == pytest.approx(np.mean([row[3] for row in rows]), abs=1e-5)
     expected_loss = -np.mean(np.log(probabilities[np.arange(500), labels]))
@@ -44,11 +47,12 @@ def test_score_is_consistent():
 def test_perfect_and_absent_classes_stay_finite():
     labels = np.array([1, 1, 2, 2])
     probabilities = np.eye(10)[labels]  # certain and right; most digits never appear
-    report = scoring.score(probabilities, labels)
+    report = scoring.headline(scoring.scores(probabilities, labels))
     assert_finite_numbers(report)
     assert report["accuracy"] == 1.0 and report["error_count"] == 0
     assert report["ece"] == pytest.approx(0.0)
-    rows = scoring.per_class_rows(probabilities, labels, [str(d) for d in range(10)])
+    rows = scoring.per_class_rows(scoring.scores(probabilities, labels),
+                                  [str(d) for d in range(10)])
     assert rows[5] == ["5", 0.0, 0.0, 0.0, 0]
     assert report["loss"] == pytest.approx(0.0, abs=1e-6)
 

@@ -1,15 +1,18 @@
 """`digitrec export`: each format is written, runs in its own runtime with Keras' answers, and
 a mismatch or a bad target is an error that leaves what was there untouched."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from tiny_model import train_tiny_model
 
-from digitrec import cli, export
+from digitrec import cli
 from digitrec.errors import DigitrecError
 from digitrec.examples import draw_digit
-from digitrec.images import prepare_image
 from digitrec.modelfile import load_model
+from digitrec.reading.images import clean_image
+from digitrec.serving import export
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +23,7 @@ def model_file(tmp_path_factory):
 def user_digits() -> np.ndarray:
     """Digits the export's own check does not use (other pens, sizes and seeds)."""
     pictures = [draw_digit(d, 200, pen=0.07, ink=10, paper=250, seed=700 + d) for d in range(10)]
-    return np.stack([prepare_image(p).digit for p in pictures])[..., None].astype(np.float32)
+    return np.stack([clean_image(p).digit for p in pictures])[..., None].astype(np.float32)
 
 
 def entries(folder):
@@ -40,7 +43,7 @@ def test_each_format_runs_in_its_runtime_like_keras(tmp_path, model_file, capsys
     assert entries(output.parent) == [name]  # nothing left beside it
     digits = user_digits()
     expected = load_model(model_file).predict_on_batch(digits)
-    got = export.RUNNERS[format](output, digits)
+    got = export.FORMATS[format].run(output, digits)
     np.testing.assert_allclose(got, expected, atol=1e-4)
     np.testing.assert_array_equal(np.argmax(got, axis=1), np.argmax(expected, axis=1))
 
@@ -89,9 +92,10 @@ def test_a_mismatching_export_is_an_error_and_keeps_the_old_file(tmp_path, model
                                                                  monkeypatch):
     output = tmp_path / "digits.onnx"
     output.write_bytes(b"the previous, good export")
-    real = export.RUNNERS["onnx"]
-    monkeypatch.setitem(export.RUNNERS, "onnx",
-                        lambda path, digits: real(path, digits) + 1e-3)  # a broken converter
+    real = export.FORMATS["onnx"].run
+    broken = dataclasses.replace(export.FORMATS["onnx"],  # a broken converter
+                                 run=lambda path, digits: real(path, digits) + 1e-3)
+    monkeypatch.setitem(export.FORMATS, "onnx", broken)
     with pytest.raises(DigitrecError, match="differ from the Keras model's"):
         export.export(model_file, "onnx", output)
     assert output.read_bytes() == b"the previous, good export"

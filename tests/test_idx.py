@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from helpers import empty_deflate_blocks, gzip_stream
 
-from digitrec import idx
+from digitrec.data import idx
 
 
 @pytest.mark.parametrize(

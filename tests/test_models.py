@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from digitrec import models
 from digitrec.backend import keras
 from digitrec.errors import DigitrecError
 from digitrec.params import TrainParams
+from digitrec.training import models
 
 EXPECTED_PARAMETERS = {
     "mlp": 101_770,

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from helpers import local_tf_configs, synthetic_dataset_arrays, write_raw
 
-from digitrec import prepare
+from digitrec.data import splits as prepare
 from digitrec.errors import DigitrecError
 
 pytestmark = pytest.mark.slow
@@ -149,7 +149,7 @@ def test_batch_that_does_not_split_evenly_is_a_clear_error(machines, project):
 
 
 def test_missing_tf_config_is_a_clear_error(monkeypatch):
-    from digitrec.multiworker import task_from_env
+    from digitrec.training.multiworker import task_from_env
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(DigitrecError, match="TF_CONFIG"):
@@ -166,7 +166,7 @@ def test_missing_tf_config_is_a_clear_error(monkeypatch):
 
 
 def test_worker_shares_are_equal_disjoint_and_cover_the_epoch():
-    from digitrec.data import training_dataset
+    from digitrec.training.input import training_dataset
 
     images = np.arange(101, dtype=np.float32).reshape(101, 1, 1, 1) * np.ones((1, 28, 28, 1))
     labels = np.arange(101) % 10

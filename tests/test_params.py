@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from digitrec.datasets import MNIST
+from digitrec.catalog import resolve_auto
 from digitrec.errors import DigitrecError
 from digitrec.params import (
     Augment,
@@ -16,10 +16,9 @@ from digitrec.params import (
     PredictParams,
     PrepareParams,
     TrainParams,
-    in_dataset_style,
-    parse_section,
     read_params,
 )
+from digitrec.schema import parse_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -123,7 +122,7 @@ def test_good_forms_are_read():
     augments = ((True, Augment()), (False, None), ({"shift": 1}, Augment(shift=1.0)))
     for value, expected in augments:
         params = with_change("train", "augment", value)
-        train = in_dataset_style(params["train"], MNIST)
+        train = resolve_auto(params)["train"]
         assert parse_section(TrainParams, train, "train").augment == expected
     counted = with_change("prepare", "val_size", 250)["prepare"]
     assert parse_section(PrepareParams, counted, "prepare").val_size == 250
@@ -227,5 +226,5 @@ def test_the_readmes_accurate_setting_is_valid_and_is_what_the_benchmarks_train(
         sys.path.remove(str(ROOT / "benchmarks"))
     assert block == {"train": ACCURATE}
     params = {**SHIPPED, "train": {**SHIPPED["train"], **block["train"]}}
-    train = parse_section(TrainParams, in_dataset_style(params["train"], MNIST), "train")
+    train = parse_section(TrainParams, resolve_auto(params)["train"], "train")
     assert train.model == ACCURATE["model"] and train.epochs == ACCURATE["epochs"]

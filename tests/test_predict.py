@@ -13,9 +13,10 @@ import pytest
 from PIL import Image
 from tiny_model import drawn_digits
 
-from digitrec import predict, report
 from digitrec.backend import keras
 from digitrec.examples import draw_digit, make_examples
+from digitrec.reading import batch as predict
+from digitrec.reading import names, sheet
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +281,7 @@ def test_hostile_input_gets_a_clear_answer(tmp_path, model_file, bad_models, cas
     draw_digit(7, 200, pen=0.05, ink=20, paper=235, seed=1).save(folder / "seven.png")
     run = {"model": model_file, "paths": [folder], "csv": tmp_path / "out" / "predictions.csv"}
     run.update(case.arrange(folder, bad_models))
-    outputs = predict.Outputs(csv=run["csv"], contact_sheet=tmp_path / "out" / "sheet.png",
+    outputs = predict.BatchOutputs(csv=run["csv"], contact_sheet=tmp_path / "out" / "sheet.png",
                               metrics=tmp_path / "out" / "predict.json")
     previous = []  # a previous run's outputs, which a failure must keep
     for path in outputs.paths():
@@ -323,10 +324,10 @@ TRICKY_NAMES = [b"caf\xe9.png", b"caf\\xe9.png", b"\\", b"\\\\", b"two\nlines", 
 
 
 def test_every_file_name_shows_as_itself_alone():
-    shown = [predict.readable(name) for name in TRICKY_NAMES]
+    shown = [names.readable(name) for name in TRICKY_NAMES]
     assert len(set(shown)) == len(TRICKY_NAMES)
     assert all(text.isprintable() for text in shown)
-    assert [predict.name_bytes(text) for text in shown] == TRICKY_NAMES
+    assert [names.name_bytes(text) for text in shown] == TRICKY_NAMES
 
 
 def test_names_that_used_to_escape_alike_are_two_rows_labelled_apart(tmp_path, model_file):
@@ -337,7 +338,7 @@ def test_names_that_used_to_escape_alike_are_two_rows_labelled_apart(tmp_path, m
         picture = os.fsdecode(os.fsencode(folder) + b"/" + raw)
         draw_digit(digit, 160, pen=0.05, ink=20, paper=235, seed=digit).save(picture)
     (folder / "labels.csv").write_text("file,label\ncaf\\xe9.png,3\ncaf\\\\xe9.png,7\n")
-    out = predict.Outputs(csv=tmp_path / "p.csv", contact_sheet=tmp_path / "sheet.png")
+    out = predict.BatchOutputs(csv=tmp_path / "p.csv", contact_sheet=tmp_path / "sheet.png")
     batch = predict.predict_batch(model_file, [folder], out)
     with open(out.csv, encoding="utf-8", newline="") as f:
         rows = {row["file"]: row["prediction"] for row in csv.DictReader(f)}
@@ -367,7 +368,7 @@ def test_unsure_readings_are_marked(tmp_path, model_file, threshold, unsure):
     folder = tmp_path / "pictures"
     folder.mkdir()
     draw_digit(3, 160, pen=0.05, ink=20, paper=235, seed=3).save(folder / "three.png")
-    out = predict.Outputs(csv=tmp_path / "p.csv", metrics=tmp_path / "p.json")
+    out = predict.BatchOutputs(csv=tmp_path / "p.csv", metrics=tmp_path / "p.json")
     batch = predict.predict_batch(model_file, [folder], out, threshold=threshold)
     with open(out.csv, encoding="utf-8") as f:
         (row,) = csv.DictReader(f)
@@ -382,7 +383,7 @@ def test_class_names_label_the_csv(tmp_path, model_file):
     draw_digit(7, 160, pen=0.05, ink=20, paper=235, seed=7).save(folder / "seven.png")
     names = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
     (folder / "labels.csv").write_text("file,label\nseven.png,seven\n")
-    out = predict.Outputs(csv=tmp_path / "p.csv", contact_sheet=tmp_path / "sheet.png")
+    out = predict.BatchOutputs(csv=tmp_path / "p.csv", contact_sheet=tmp_path / "sheet.png")
     batch = predict.predict_batch(model_file, [folder], out, class_names=names)
     with open(out.csv, encoding="utf-8") as f:
         (row,) = csv.DictReader(f)
@@ -397,12 +398,12 @@ def test_big_folders_keep_only_what_the_sheet_shows(tmp_path, model_file):
         draw_digit(index, 80, pen=0.06, ink=0, paper=255, seed=index).save(
             folder / f"{index}.png")
     readings = predict.predict_pictures(model_file, predict.find_pictures([folder]),
-                                        keep_prepared=2)
-    assert [r.prepared is not None for r in readings] == [True, True, False, False, False]
+                                        keep_cleaned=2)
+    assert [r.cleaned is not None for r in readings] == [True, True, False, False, False]
     assert all(r.probabilities is not None for r in readings)
-    report.draw_contact_sheet(readings, {}, tmp_path / "sheet.png", columns=2, limit=2)
-    with Image.open(tmp_path / "sheet.png") as sheet:
-        assert sheet.size == (2 * 300, 96 + 24)  # one row, and the line about the other 3
+    sheet.draw_contact_sheet(readings, {}, tmp_path / "sheet.png", columns=2, limit=2)
+    with Image.open(tmp_path / "sheet.png") as drawn:
+        assert drawn.size == (2 * 300, 96 + 24)  # one row, and the line about the other 3
 
 
 def run_cli(project, *args):
@@ -525,12 +526,12 @@ class TopHeavyModel:
 
 
 def test_a_doubtful_exif_turn_keeps_the_more_confident_reading():
-    from digitrec.images import Prepared
+    from digitrec.reading.images import Cleaned
 
     top, bottom = np.zeros((28, 28), np.float32), np.zeros((28, 28), np.float32)
     top[4:10, 8:20], bottom[18:24, 8:20] = 1.0, 1.0
-    doubtful = predict.Reading("a.jpg", Path("a.jpg"), Prepared(bottom, True, None, top))
-    turned_right = predict.Reading("b.jpg", Path("b.jpg"), Prepared(top, True, None, bottom))
-    plain = predict.Reading("c.jpg", Path("c.jpg"), Prepared(bottom, True, None))
+    doubtful = predict.Reading("a.jpg", Path("a.jpg"), Cleaned(bottom, True, None, top))
+    turned_right = predict.Reading("b.jpg", Path("b.jpg"), Cleaned(top, True, None, bottom))
+    plain = predict.Reading("c.jpg", Path("c.jpg"), Cleaned(bottom, True, None))
     predict.predict_readings(TopHeavyModel(), [doubtful, turned_right, plain])
     assert [r.prediction for r in (doubtful, turned_right, plain)] == [1, 1, 4]

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 from helpers import folder_digest, synthetic_dataset_arrays, write_raw
 
-from digitrec import images, prepare, prepared
-from digitrec.datasets import TRAIN_IMAGES, TRAIN_LABELS
+from digitrec.catalog import TRAIN_IMAGES, TRAIN_LABELS
+from digitrec.data import prepared
+from digitrec.data import splits as prepare
 from digitrec.errors import DigitrecError
+from digitrec.reading import digit as digit_style
 
 
 @pytest.fixture
@@ -75,7 +77,7 @@ def test_prepare_writes_the_training_digits_redrawn_as_predict_draws_them(raw, t
     assert redrawn.shape == train_images.shape and redrawn.dtype == np.float32
     for index in (0, 123, len(redrawn) - 1):
         np.testing.assert_array_equal(redrawn[index, ..., 0],
-                                      images.redraw(train_images[index, ..., 0]))
+                                      digit_style.redraw(train_images[index, ..., 0]))
     assert manifest["splits"]["train"]["redrawn_pixel_mean"] == pytest.approx(
         float(redrawn.mean()))
     (out / prepared.REDRAWN).unlink()

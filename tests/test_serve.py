@@ -29,9 +29,11 @@ uvicorn = pytest.importorskip("uvicorn")
 pytest.importorskip("starlette")
 pytest.importorskip("multipart")
 
-from digitrec import predict, serve  # noqa: E402
 from digitrec.examples import STROKES, draw_digit, make_examples  # noqa: E402
 from digitrec.modelfile import load_model  # noqa: E402
+from digitrec.reading import batch as predict  # noqa: E402
+from digitrec.serving import app as serve  # noqa: E402
+from digitrec.serving import limits  # noqa: E402
 
 CHROMIUM = os.environ.get("DIGITREC_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -46,16 +48,16 @@ def model_file(tmp_path_factory):
 
 class RunningServer:
     """The app on a real uvicorn server on a free loopback port, in a thread, configured as
-    `digitrec serve` configures it; `head_seconds` and `protocol` go to `serve.server_config`,
+    `digitrec serve` configures it; `head_seconds` and `protocol` go to `limits.server_config`,
     the other bounds to `serve.create_app`."""
 
-    def __init__(self, model_file: Path, head_seconds: float = serve.HEAD_TIME,
+    def __init__(self, model_file: Path, head_seconds: float = limits.HEAD_TIME,
                  protocol: type | None = None, **bounds):
         reader = serve.Reader(load_model(model_file), name=model_file.name)
         self.socket = serve.listen("127.0.0.1", 0)
         self.url = serve.url_of(self.socket)
         app = serve.create_app(reader, **bounds)
-        self.server = uvicorn.Server(serve.server_config(app, head_seconds, protocol))
+        self.server = uvicorn.Server(limits.server_config(app, head_seconds, protocol))
         self.thread = threading.Thread(target=self.server.run, args=([self.socket],),
                                        daemon=True)
         self.thread.start()
@@ -106,8 +108,8 @@ def test_api_agrees_with_predict_on_every_example_picture(tmp_path, model_file, 
         assert answer["prediction"] == reading.prediction, name
         np.testing.assert_allclose(answer["probabilities"], reading.probabilities, atol=1e-6)
         assert answer["confidence"] == pytest.approx(reading.confidence, abs=1e-6)
-        assert answer["inverted"] == reading.prepared.inverted
-        seen = np.rint(reading.prepared.digit * 255).astype(np.uint8)
+        assert answer["inverted"] == reading.cleaned.inverted
+        seen = np.rint(reading.cleaned.digit * 255).astype(np.uint8)
         np.testing.assert_array_equal(np.array(answer["digit"], dtype=np.uint8), seen)
     # The model really reads them (so agreeing is not agreeing on a constant answer).
     correct = sum(answers[name]["prediction"] == label for name, label in labels.items())
@@ -254,7 +256,7 @@ def _complete(received: bytes) -> bool:
 
 def test_declared_body_over_the_limit_is_refused_before_it_is_sent(server):
     head = (f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-            f"Content-Length: {serve.MAX_BODY + 1}\r\n\r\n").encode()
+            f"Content-Length: {limits.MAX_BODY + 1}\r\n\r\n").encode()
     status, answer = raw_exchange(server.address, head)  # not one byte of the body sent
     assert status == 413
     assert "10 MB" in answer["error"]
@@ -367,7 +369,7 @@ def test_connections_that_send_nothing_are_closed(impatient):
 
 def test_a_request_head_over_the_limit_is_refused(impatient):
     head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: "
-    head += b"a" * (serve.MAX_HEAD + 1 - len(head))  # and no end: 1 byte past the limit
+    head += b"a" * (limits.MAX_HEAD + 1 - len(head))  # and no end: 1 byte past the limit
     with socket.create_connection(impatient.address, timeout=HANG) as conn:
         conn.sendall(head)
         status, headers, payload = parse_answer(read_to_end(conn))

@@ -11,8 +11,9 @@ import pytest
 import yaml
 from helpers import flat_keys, readme_command
 
-from digitrec import codedeps, run
+from digitrec import codedeps
 from digitrec.params import SECTIONS
+from digitrec.training import resume
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_ROOT = ROOT / "src"
@@ -118,12 +119,12 @@ def test_readme_exp_show_hides_the_dependencies_and_the_params_no_stage_tracks()
 
 def test_a_change_to_predict_does_not_make_train_stale():
     train_deps = set(STAGES["train"]["deps"])
-    assert "src/digitrec/predict.py" not in train_deps
-    assert "src/digitrec/multiworker.py" in train_deps  # imported only for multi_worker
+    assert "src/digitrec/reading/batch.py" not in train_deps
+    assert "src/digitrec/training/multiworker.py" in train_deps  # imported only for multi_worker
 
 
 def test_resume_fingerprint_hashes_the_code_the_train_stage_runs():
-    hashed = {path.relative_to(ROOT).as_posix() for path in run.code_files()}
+    hashed = {path.relative_to(ROOT).as_posix() for path in resume.code_files()}
     assert hashed == code_closure(ROOT / "stages" / "train.py") - {"stages/train.py"}
 
 

@@ -9,9 +9,10 @@ import pytest
 import yaml
 from helpers import synthetic_dataset_arrays, write_raw
 
-from digitrec import prepare
+from digitrec.data import splits as prepare
 from digitrec.errors import DigitrecError
-from digitrec.params import Augment, TrainParams, parse_section, read_params
+from digitrec.params import Augment, TrainParams, read_params
+from digitrec.schema import parse_section
 
 pytestmark = pytest.mark.slow
 
@@ -116,7 +117,8 @@ def test_failed_train_under_dvc_repro_keeps_the_previous_outputs(trained_project
     project.set_params(train={"model": "resnet"})
     result = project.dvc("repro", "--single-item", "train", check=False)
     assert result.returncode != 0
-    assert "error: train.model 'resnet' is not one of" in result.stdout + result.stderr
+    assert ("error: params.yaml: train.model: expected auto, or one of"
+            in result.stdout + result.stderr)
     assert_earlier_outputs_kept(project)
 
 
@@ -130,7 +132,7 @@ def test_interrupted_run_keeps_the_previous_model_logs_and_checkpoints(trained_p
 
 
 def test_a_diverged_loss_stops_training_with_a_clear_error():
-    from digitrec.run import StopOnNonFiniteLoss
+    from digitrec.training.callbacks import StopOnNonFiniteLoss
 
     stop = StopOnNonFiniteLoss()
     stop.on_epoch_end(1, {"loss": 0.3})
@@ -211,7 +213,7 @@ def test_bad_train_params_are_one_clear_error(trained_project):
     project.set_params(train={"model": "resnet"})
     result = train_stage(project, check=False)
     assert result.returncode == 1
-    assert "error: train.model 'resnet' is not one of" in result.stderr
+    assert "error: params.yaml: train.model: expected auto, or one of" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -266,26 +268,28 @@ def test_auto_is_the_datasets_own_model_and_that_models_epochs_and_rate(tmp_path
     assert (tutorial.model, tutorial.epochs, tutorial.learning_rate) == ("cnn3", 5, 1e-3)
     chosen = read_train(tmp_path, "mnist", model="digitnet_wide", epochs=3, learning_rate=0.1)
     assert (chosen.model, chosen.epochs, chosen.learning_rate) == ("digitnet_wide", 3, 0.1)
-    with pytest.raises(DigitrecError, match="train.model 'resnet' is not one of auto, digitnet"):
+    with pytest.raises(DigitrecError,
+                       match="train.model: expected auto, or one of digitnet.*got 'resnet'"):
         read_train(tmp_path, "mnist", **{**auto, "model": "resnet"})
     with pytest.raises(DigitrecError, match="train.epochs: expected auto, or a whole number"):
         read_train(tmp_path, "mnist", epochs="automatic")
 
 
 def test_every_model_has_a_recipe_for_auto():
-    from digitrec import models
-    from digitrec.datasets import DATASETS
-    from digitrec.params import MODEL_RECIPES
+    from dataclasses import asdict
+
+    from digitrec.catalog import DATASETS, MODEL_RECIPES
+    from digitrec.training import models
 
     assert set(MODEL_RECIPES) == set(models.REGISTRY)
     assert {dataset.model for dataset in DATASETS.values()} <= set(models.REGISTRY)
     for name, recipe in MODEL_RECIPES.items():
-        parse_section(TrainParams, train_section(model=name, **recipe), "train")
+        parse_section(TrainParams, train_section(model=name, **asdict(recipe)), "train")
 
 
 def test_flip_mirrors_about_half_of_the_images():
     from digitrec.backend import tf
-    from digitrec.data import augment_batch
+    from digitrec.training.input import augment_batch
 
     images = np.zeros((64, 28, 28, 1), np.float32)
     images[:, 4:24, 3:9] = 1.0  # a bar on the left
@@ -302,7 +306,7 @@ def test_flip_mirrors_about_half_of_the_images():
 
 
 def test_redrawn_share_picks_a_version_per_image_anew_every_epoch():
-    from digitrec.data import training_dataset
+    from digitrec.training.input import training_dataset
 
     count = 64
     originals = np.zeros((count, 28, 28, 1), np.float32)
@@ -329,7 +333,7 @@ def test_redrawn_share_picks_a_version_per_image_anew_every_epoch():
 
 def test_augmentation_moves_pixels_but_keeps_the_digit():
     from digitrec.backend import tf
-    from digitrec.data import augment_batch
+    from digitrec.training.input import augment_batch
 
     image = np.zeros((1, 28, 28, 1), np.float32)
     image[0, 10:18, 12:16] = 1.0
@@ -359,7 +363,7 @@ def test_a_damaged_backup_is_dropped_with_a_warning(trained_project):
 
 def test_history_of_a_run_whose_backup_held_every_epoch():
     """Killed after the last epoch's backup: the rerun trains nothing and keeps the history."""
-    from digitrec.run import merge_history
+    from digitrec.training.resume import merge_history
 
     earlier = [{"loss": 0.5, "val_accuracy": 0.8}, {"loss": 0.4, "val_accuracy": 0.9}]
     assert merge_history(earlier, {}) == {"loss": [0.5, 0.4], "val_accuracy": [0.8, 0.9]}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from digitrec import images
 from digitrec.examples import draw_digit
+from digitrec.reading import images
 
 
 def drawn_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -18,7 +18,7 @@ def drawn_digits() -> tuple[np.ndarray, np.ndarray]:
         for seed in range(12):
             drawing = draw_digit(digit, 120, pen=0.05 + 0.01 * (seed % 3), ink=255, paper=0,
                                  seed=100 * digit + seed)
-            digits.append(images.prepare_image(drawing).digit)
+            digits.append(images.clean_image(drawing).digit)
             labels.append(digit)
     return np.stack(digits)[..., None], np.array(labels)
 

@@ -16,8 +16,10 @@ from pathlib import Path
 from digitrec import __version__
 from digitrec.errors import DigitrecError, run_command
 from digitrec.params import PARAMS_FILE, PredictParams, read_params
+from digitrec.paths import MODEL
+from digitrec.serving.export import FORMATS
 
-DEFAULT_MODEL = Path("models/model.keras")
+DEFAULT_MODEL = MODEL
 STAGES = {
     "download": "fetch and verify the four IDX files into data/raw/",
     "prepare": "split and normalise data/raw/ into data/prepared/",
@@ -56,9 +58,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     exporter = commands.add_parser("export", help="write the model for other runtimes")
     exporter.add_argument("--model", default=str(DEFAULT_MODEL),
                           help="a trained model (default: %(default)s)")
-    exporter.add_argument("--format", required=True, choices=["savedmodel", "onnx", "tflite"],
-                          help="savedmodel: TensorFlow Serving; onnx: ONNX Runtime; "
-                               "tflite: TensorFlow Lite / LiteRT")
+    exporter.add_argument("--format", required=True, choices=list(FORMATS),
+                          help="; ".join(f"{name}: {spec.use}" for name, spec in FORMATS.items()))
     exporter.add_argument("--output", required=True, metavar="PATH",
                           help="where to write it (a folder for savedmodel, else a file)")
     args = parser.parse_args(argv)
@@ -86,16 +87,16 @@ def predict_command(paths: Sequence[str], model: str, csv_path: str | None,
                     class_names: Sequence[str] | None = None) -> str:
     """`digitrec predict`: one line per picture, warnings, the misread labelled pictures,
     then a summary with the accuracy when a folder holds labels.csv."""
-    from digitrec import predict
+    from digitrec.reading.batch import BatchOutputs, NothingReadable, predict_batch, summary_line
 
     names = tuple(class_names or project_class_names())
-    outputs = predict.Outputs(csv=Path(csv_path) if csv_path else None)
+    outputs = BatchOutputs(csv=Path(csv_path) if csv_path else None)
     if hasattr(sys.stdout, "reconfigure"):  # a name no terminal encoding can show: escaped
         sys.stdout.reconfigure(errors="backslashreplace")
     try:
-        batch = predict.predict_batch(Path(model), paths, outputs, class_names=names,
+        batch = predict_batch(Path(model), paths, outputs, class_names=names,
                                       threshold=unsure_below, progress=True)
-    except predict.NothingReadable as exc:
+    except NothingReadable as exc:
         _print_readings(exc.readings, names)
         raise
     _print_readings(batch.readings, names)
@@ -108,13 +109,13 @@ def predict_command(paths: Sequence[str], model: str, csv_path: str | None,
             got = (f"read {names[reading.prediction]}" if reading.probabilities is not None
                    else "not read")
             print(f"  {reading.name}: {got}, label {names[batch.labels[reading.name]]}")
-    return predict.summary_line(batch)
+    return summary_line(batch)
 
 
 def project_class_names() -> tuple[str, ...]:
     """The class names of the dataset that params.yaml names, when run in a project (so a
     Fashion-MNIST model reads "Trouser", not 1); digits elsewhere."""
-    from digitrec.datasets import MNIST, get_dataset
+    from digitrec.catalog import MNIST, get_dataset
 
     if not PARAMS_FILE.is_file():
         return MNIST.class_names
@@ -133,14 +134,14 @@ def _print_readings(readings: list, names: Sequence[str]) -> None:
 
 def serve_command(model: str, host: str, port: int) -> str:
     """`digitrec serve`: runs until Ctrl-C."""
-    from digitrec.serve import serve
+    from digitrec.serving.app import serve
 
     return serve(Path(model), host, port, announce=lambda line: print(line, flush=True))
 
 
 def export_command(model: str, format: str, output: str) -> str:
     """`digitrec export`: write the model in another format, checked against Keras."""
-    from digitrec.export import export
+    from digitrec.serving.export import export
 
     check = export(Path(model), format, Path(output))
     return (f"wrote {output} ({format}); checked on {check.count} digits: same answers as "

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from digitrec.datasets import IMAGE_SHAPE, NUM_CLASSES
+from digitrec.catalog import IMAGE_SHAPE, NUM_CLASSES
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_path
 

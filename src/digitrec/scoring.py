@@ -7,6 +7,7 @@ stage, the reports, predict, the multi-worker loop and the benchmarks all count 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -51,11 +52,34 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray,
     return float(gap.sum() / max(len(labels), 1))
 
 
-def score(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Scores:
+    """A model's answers on one split, and what everything else is counted from, computed
+    once: the class each row picks and the confusion matrix (counts[actual, predicted])."""
+
+    probabilities: np.ndarray
+    labels: np.ndarray
+    predicted: np.ndarray
+    confusion: np.ndarray
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return self.probabilities.max(axis=1)
+
+
+def scores(probabilities: np.ndarray, labels: np.ndarray) -> Scores:
+    """Score class probabilities (N, classes) against integer labels (N,)."""
+    predicted = predictions(probabilities)
+    labels = np.asarray(labels)
+    return Scores(probabilities, labels, predicted,
+                  confusion_matrix(labels, predicted, probabilities.shape[1]))
+
+
+def headline(scored: Scores) -> dict[str, Any]:
     """The headline numbers: accuracy, loss, errors, macro-F1 and calibration error."""
-    figures = per_class(probabilities, labels)
-    n = len(labels)
-    picked = probabilities[np.arange(n), np.asarray(labels, dtype=np.int64)]
+    figures = per_class(scored)
+    n = len(scored.labels)
+    picked = scored.probabilities[np.arange(n), scored.labels.astype(np.int64)]
     loss = float(-np.log(np.clip(picked, PROBABILITY_FLOOR, 1.0)).mean()) if n else 0.0
     errors = int(n - figures["hits"].sum())
     return {
@@ -63,14 +87,13 @@ def score(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
         "loss": loss,
         "error_count": errors,
         "macro_f1": float(figures["f1"].mean()),
-        "ece": expected_calibration_error(probabilities, labels),
+        "ece": expected_calibration_error(scored.probabilities, scored.labels),
     }
 
 
-def per_class(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+def per_class(scored: Scores) -> dict[str, np.ndarray]:
     """Per class: hits, support, precision, recall (the class's accuracy) and F1."""
-    classes = probabilities.shape[1]
-    counts = confusion_matrix(labels, predictions(probabilities), classes)
+    counts = scored.confusion
     hits = np.diag(counts)
     support = counts.sum(axis=1)
     precision = _ratio(hits, counts.sum(axis=0))
@@ -80,10 +103,9 @@ def per_class(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, np.nda
             "f1": f1}
 
 
-def per_class_rows(probabilities: np.ndarray, labels: np.ndarray,
-                   class_names: Sequence[str]) -> list[list[Any]]:
+def per_class_rows(scored: Scores, class_names: Sequence[str]) -> list[list[Any]]:
     """One row per class for a table: name, accuracy (recall), precision, F1, support."""
-    figures = per_class(probabilities, labels)
+    figures = per_class(scored)
     return [[name, round(float(figures["recall"][i]), 6), round(float(figures["precision"][i]), 6),
              round(float(figures["f1"][i]), 6), int(figures["support"][i])]
             for i, name in enumerate(class_names)]

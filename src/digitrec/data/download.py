@@ -27,10 +27,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from digitrec.datasets import Dataset, FileSpec
+from digitrec.catalog import Dataset, FileSpec
+from digitrec.data.transfer import MirrorError, Retries, UnreachableError, fetch_to
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_path, sha256_file
-from digitrec.transfer import DownloadOptions, MirrorError, UnreachableError, fetch_to
+from digitrec.params import DownloadParams
 
 OFFICIAL = "official"
 ALREADY_PRESENT = "already present"
@@ -69,22 +70,24 @@ def source_for(mirror: str, archive_name: str) -> str:
 
 def download(
     dataset: Dataset,
-    mirrors: Sequence[str],
+    params: DownloadParams,
     raw_dir: Path,
     partial_dir: Path,
-    verify: bool = True,
-    options: DownloadOptions | None = None,
+    retries: Retries | None = None,
 ) -> dict[str, str]:
     """Make `raw_dir` hold the dataset's four valid IDX files; return how each was obtained.
 
-    `raw_dir` changes only if all four could be obtained, so a failure (or a kill) never
-    leaves a mix of old and new files there. Files present are kept only when `verify` can
-    check them against the catalog; unverified ones could be another mirror's and are fetched
-    again. `partial_dir` is scratch on the same file system. Raises DigitrecError naming
-    every mirror tried and why it failed when any file could not be obtained.
+    `params` is download's section of params.yaml: the mirrors, whether to verify, and the
+    time bounds. `raw_dir` changes only if all four could be obtained, so a failure (or a
+    kill) never leaves a mix of old and new files there. Files present are kept only when
+    `params.verify` can check them against the catalog; unverified ones could be another
+    mirror's and are fetched again. `partial_dir` is scratch on the same file system.
+    Raises DigitrecError naming every mirror tried and why it failed when any file could
+    not be obtained.
     """
-    options = options or DownloadOptions()
-    sources = expand_mirrors(mirrors, dataset)
+    retries = retries or Retries()
+    verify = params.verify
+    sources = expand_mirrors(params.mirrors, dataset)
     unreachable: dict[str, str] = {}
     outcome: dict[str, str] = {}
     failures: list[str] = []
@@ -92,7 +95,7 @@ def download(
         for spec in dataset.files:
             try:
                 outcome[spec.name] = ensure_file(
-                    spec, sources, raw_dir, staging, verify, options, unreachable
+                    spec, sources, raw_dir, staging, params, retries, unreachable
                 )
             except DigitrecError as exc:
                 failures.append(str(exc))
@@ -110,8 +113,8 @@ def ensure_file(
     mirrors: Sequence[str],
     raw_dir: Path,
     staging: Path,
-    verify: bool,
-    options: DownloadOptions,
+    params: DownloadParams,
+    retries: Retries,
     unreachable: dict[str, str] | None = None,
 ) -> str:
     """Have one valid file ready, in `raw_dir` already or in `staging`; say where it came from.
@@ -121,6 +124,7 @@ def ensure_file(
     later mirror succeeds, the failures of the earlier ones are printed as warnings.
     """
     unreachable = {} if unreachable is None else unreachable
+    verify = params.verify
     if verify and is_valid(raw_dir / spec.name, spec):
         return ALREADY_PRESENT
     if verify and is_valid(staging / spec.name, spec):
@@ -132,7 +136,7 @@ def ensure_file(
             reasons.append(f"  - {source}: skipped, host did not answer for an earlier file")
             continue
         try:
-            fetch_to(source, spec, staging / spec.name, verify, options)
+            fetch_to(source, spec, staging / spec.name, params, retries)
         except UnreachableError as exc:
             unreachable[mirror] = str(exc)
             reasons.append(f"  - {source}: {exc}")

@@ -10,52 +10,50 @@ written only after the batch succeeded, each atomically, so a failing run leaves
 previous ones alone.
 """
 
+
 from __future__ import annotations
 
-import csv
-import io
 import os
-import re
 import stat
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from digitrec.datasets import MNIST
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_write_csv, atomic_write_json
-from digitrec.images import ImageProblem, Prepared, prepare_file
 from digitrec.parallel import worker_pool
 from digitrec.params import PredictParams
+from digitrec.reading.classify import read_cleaned
+from digitrec.reading.decode import ImageProblem
+from digitrec.reading.images import Cleaned, clean_file
+from digitrec.reading.labels import DIGITS, LABELS_FILE, folder_labels, unmatched_warnings
+from digitrec.reading.names import readable
 
-LABELS_FILE = "labels.csv"
-DIGITS = MNIST.class_names
 UNSURE_BELOW = PredictParams().unsure_below  # readings less confident are marked unsure
 CHUNK = 256                 # pictures decoded and predicted at a time
 SHEET_LIMIT = 200           # pictures drawn on the contact sheet; the CSV has them all
 PROGRESS_FROM = 2 * CHUNK   # a progress bar (on a terminal) for folders at least this big
-MAX_LABELS_BYTES = 16 << 20
 HEADLINE = ("images", "failed", "unsure", "accuracy")  # predict.json; read = images - failed
-SHOWN_NAMES = 5             # names listed in a warning before "and N more"
-BACKSLASH_RULE = r"a backslash in a name is written \\, as predictions.csv shows it"
+KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device",
+         stat.S_IFBLK: "a device", stat.S_IFDIR: "a folder that could not be listed"}
 
 
 @dataclass
 class Reading:
     """One picture's outcome: a prediction with its probabilities, or an error.
 
-    `name` is `readable`'s: printable UTF-8 and one file's alone; `prepared` (the thumbnail
+    `name` is `readable`'s: printable UTF-8 and one file's alone; `cleaned` (the thumbnail
     and the 28x28 digit) is kept only for the pictures the contact sheet shows.
     """
 
     name: str
     path: Path
-    prepared: Prepared | None = None
+    cleaned: Cleaned | None = None
     probabilities: np.ndarray | None = None
     error: str = ""
     unsure: bool = False
@@ -70,16 +68,7 @@ class Reading:
 
 
 @dataclass
-class Labels:
-    """Known classes by picture name (from labels.csv files), and what was odd about them."""
-
-    values: dict[str, int] = field(default_factory=dict)
-    sources: dict[str, Path] = field(default_factory=dict)   # name -> labels.csv it came from
-    warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Outputs:
+class BatchOutputs:
     """Where to write; None skips that output."""
 
     csv: Path | None = None
@@ -91,7 +80,7 @@ class Outputs:
 
 
 @dataclass
-class Batch:
+class BatchReport:
     """The outcome of a whole run, for the CLI and the stage to report."""
 
     readings: list[Reading]
@@ -104,62 +93,6 @@ class Batch:
         """Labelled pictures read wrong or not at all."""
         return [r for r in self.readings
                 if r.name in self.labels and r.prediction != self.labels[r.name]]
-
-
-# --- names -------------------------------------------------------------------------------
-
-def readable(name: str | bytes | os.PathLike) -> str:
-    r"""A file name as printable UTF-8 that no other name shows as, so CSV, terminal and
-    picture can show it and a row or a label means one file.
-
-    A byte that is not UTF-8 (Linux allows any) becomes `\xe9`; an unprintable character
-    `\n`, `\x1b` or, past U+007F, `\u00a0` (as `\xa0` it would read as a byte); and a
-    backslash itself `\\`, or a file named `caf\xe9.png` with a real backslash would show as
-    the one with the byte. `name_bytes` reads a name back.
-    """
-    return "".join(map(_escaped, os.fsencode(name).decode("utf-8", "surrogateescape")))
-
-
-def _escaped(char: str) -> str:
-    code = ord(char)
-    if char == "\\":
-        return "\\\\"
-    if 0xDC80 <= code <= 0xDCFF:  # how surrogateescape decodes a byte that is not UTF-8
-        return f"\\x{code - 0xDC00:02x}"
-    if char.isprintable():
-        return char
-    if code < 0x80:
-        return ascii(char)[1:-1]  # \t, \n, \r, \x1b
-    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
-
-
-ESCAPE = re.compile(r"\\(\\|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[tnr])?")
-CONTROLS = {"t": b"\t", "n": b"\n", "r": b"\r", "\\": b"\\"}
-
-
-def name_bytes(shown: str) -> bytes:
-    """The file name that `readable` shows as `shown` (a name from labels.csv, written as
-    predictions.csv shows it); ValueError for a backslash that starts none of its escapes."""
-    name = bytearray()
-    done = 0
-    for match in ESCAPE.finditer(shown):
-        escape = match.group(1)
-        if escape is None:
-            raise ValueError(f"a backslash at character {match.start() + 1} starts no escape")
-        name += shown[done:match.start()].encode() + _unescaped(escape)
-        done = match.end()
-    return bytes(name + shown[done:].encode())
-
-
-def _unescaped(escape: str) -> bytes:
-    if escape in CONTROLS:
-        return CONTROLS[escape]
-    code = int(escape[1:], 16)
-    if escape[0] == "x" and code >= 0x80:
-        return bytes([code])
-    if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
-        raise ValueError(f"\\{escape} is not a character")
-    return chr(code).encode()
 
 
 def _report_name(given: Path, relative: str | None, several: bool) -> str:
@@ -204,12 +137,6 @@ def find_pictures(paths: Sequence[str | Path]) -> list[tuple[str, Path]]:
     return found
 
 
-# --- pictures ----------------------------------------------------------------------------
-
-KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device",
-         stat.S_IFBLK: "a device", stat.S_IFDIR: "a folder that could not be listed"}
-
-
 def read_one(item: tuple[str, Path]) -> Reading:
     """Prepare one picture; anything that cannot be read becomes an error reading.
 
@@ -226,66 +153,20 @@ def read_one(item: tuple[str, Path]) -> Reading:
         kind = KINDS.get(stat.S_IFMT(mode), "not a picture file")
         return Reading(name, path, error=f"not a regular file ({kind})")
     try:
-        return Reading(name, path, prepared=prepare_file(path))
+        return Reading(name, path, cleaned=clean_file(path))
     except ImageProblem as exc:
         return Reading(name, path, error=str(exc))
     except OSError as exc:
         return Reading(name, path, error=f"cannot read: {exc.strerror or exc}")
 
 
-SHIFTS = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0))
-
-
-def shifted(batch: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """The batch of 28x28 digits moved by (dy, dx) pixels, the uncovered edge left black."""
-    moved = np.roll(batch, (dy, dx), axis=(1, 2))
-    if dy:
-        moved[:, 0 if dy > 0 else -1] = 0
-    if dx:
-        moved[:, :, 0 if dx > 0 else -1] = 0
-    return moved
-
-
-def predict_digits(model: Any, digits: np.ndarray) -> np.ndarray:
-    """Class probabilities for (N, 28, 28) digits, averaged over one-pixel shifts.
-
-    Placing a digit by its centre of mass is exact only to half a pixel, and a user's
-    picture is further from MNIST than MNIST's own test set; averaging the reading of the
-    digit and its four one-pixel shifts makes the answer steadier (on the MNIST test set it
-    also gains a little).
-    """
-    views = np.concatenate([shifted(digits, dy, dx) for dy, dx in SHIFTS])[..., None]
-    probabilities = np.asarray(model.predict_on_batch(views), dtype=np.float64)
-    return probabilities.reshape(len(SHIFTS), len(digits), -1).mean(axis=0)
-
-
-def read_prepared(model: Any, prepared: Sequence[Prepared]) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities for prepared pictures, and the 28x28 digit each reading is of.
-
-    A picture whose EXIF orientation is doubtful (`Prepared.as_stored`) is read both ways,
-    and the more confident reading is kept: on the real user pictures, the upright reading
-    of a digit was the more confident one against a quarter turn either way about 92% of
-    the time, while following a stale tag is wrong every time.
-    """
-    digits = np.stack([p.digit for p in prepared])
-    probabilities = predict_digits(model, digits)
-    doubtful = [i for i, p in enumerate(prepared) if p.as_stored is not None]
-    if doubtful:
-        unturned = np.stack([prepared[i].as_stored for i in doubtful])
-        for i, row, digit in zip(doubtful, predict_digits(model, unturned), unturned,
-                                 strict=True):
-            if row.max() > probabilities[i].max():
-                probabilities[i], digits[i] = row, digit
-    return probabilities, digits
-
-
 def predict_readings(model: Any, readings: list[Reading],
                      threshold: float = UNSURE_BELOW) -> None:
-    """Fill in probabilities (and `unsure`) for every reading that has a prepared digit."""
-    ready = [r for r in readings if r.prepared is not None]
+    """Fill in probabilities (and `unsure`) for every reading that has a cleaned digit."""
+    ready = [r for r in readings if r.cleaned is not None]
     if not ready:
         return
-    probabilities, _ = read_prepared(model, [r.prepared for r in ready])
+    probabilities, _ = read_cleaned(model, [r.cleaned for r in ready])
     for reading, row in zip(ready, probabilities, strict=True):
         reading.probabilities = row
         reading.unsure = bool(row.max() < threshold)
@@ -293,11 +174,11 @@ def predict_readings(model: Any, readings: list[Reading],
 
 def predict_pictures(model_path: Path, pictures: Sequence[tuple[str, Path]], *,
                      num_classes: int = len(DIGITS), threshold: float = UNSURE_BELOW,
-                     keep_prepared: int = SHEET_LIMIT, progress: bool = False
+                     keep_cleaned: int = SHEET_LIMIT, progress: bool = False
                      ) -> list[Reading]:
     """Check the model, then decode and predict the pictures a chunk at a time.
 
-    Only the first `keep_prepared` readings keep their thumbnail and 28x28 digit (for the
+    Only the first `keep_cleaned` readings keep their thumbnail and 28x28 digit (for the
     contact sheet); the rest keep name, probabilities and error, so memory stays flat.
     """
     from tqdm import tqdm
@@ -313,8 +194,8 @@ def predict_pictures(model_path: Path, pictures: Sequence[tuple[str, Path]], *,
                 chunk = list(pool.map(read_one, pictures[start:start + CHUNK], chunksize=8))
                 predict_readings(model, chunk, threshold)
                 for reading in chunk:
-                    if len(readings) >= keep_prepared:
-                        reading.prepared = None
+                    if len(readings) >= keep_cleaned:
+                        reading.cleaned = None
                     readings.append(reading)
                 bar.update(len(chunk))
     return readings
@@ -335,133 +216,11 @@ class NothingReadable(DigitrecError):
 
 
 def require_some(readings: list[Reading], where: str) -> None:
-    if not readings:
-        raise DigitrecError(f"{where}: no pictures found")
+    """Refuse a batch in which not one picture could be read, saying why for each."""
     if all(r.probabilities is None for r in readings):
         raise NothingReadable(f"{where}: none of the {len(readings)} files could be read as "
                               f"a picture of a digit", readings)
 
-
-# --- labels ------------------------------------------------------------------------------
-
-def read_labels(path: Path, class_names: Sequence[str] = DIGITS, prefix: str | Path = ""
-                ) -> Labels:
-    """A labels file (`file,label` with a header; UTF-8, a byte-order mark allowed).
-
-    A label is a class index (0..N-1) or a class name; anything else is refused with its
-    line. A name listed twice is warned about (the last line wins). Names are written as
-    predictions.csv shows them and keyed as the pictures are reported: `prefix/name`,
-    normalised (`./a.png` is `a.png`).
-    """
-    text = _labels_text(path)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = [h.strip().lower() for h in next(reader, [])]
-    except csv.Error as exc:
-        raise DigitrecError(f"{path}:1: not valid CSV ({exc})") from None
-    if "file" not in header or "label" not in header:
-        raise DigitrecError(f"{path}:1: expected a header line with columns file,label")
-    file_at, label_at = header.index("file"), header.index("label")
-    labels = Labels()
-    lines: dict[str, list[int]] = {}
-    try:
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            line = reader.line_num
-            if len(row) <= max(file_at, label_at) or not row[file_at]:
-                raise DigitrecError(f"{path}:{line}: expected a file name and a label")
-            name = _labelled_name(row[file_at], prefix, path, line)
-            labels.values[name] = _class_index(row[label_at], class_names, path, line)
-            labels.sources[name] = path
-            lines.setdefault(name, []).append(line)
-    except csv.Error as exc:
-        raise DigitrecError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
-    twice = {name: at for name, at in lines.items() if len(at) > 1}
-    if twice:
-        listed = "; ".join(f"{name} on lines {', '.join(map(str, at))}"
-                           for name, at in list(twice.items())[:SHOWN_NAMES])
-        more = f"; and {len(twice) - SHOWN_NAMES} more" if len(twice) > SHOWN_NAMES else ""
-        labels.warnings.append(f"{path}: {len(twice)} names are listed more than once, the "
-                               f"last line wins: {listed}{more}")
-    return labels
-
-
-def _labelled_name(shown: str, prefix: str | Path, path: Path, line: int) -> str:
-    """The picture a labels.csv name means, as `readable` names it (so it is one file)."""
-    try:
-        name = os.fsdecode(name_bytes(shown))
-    except ValueError as exc:
-        raise DigitrecError(f"{path}:{line}: in the file name, {exc} ({BACKSLASH_RULE})"
-                            ) from None
-    return readable(Path(prefix, name).as_posix())
-
-
-def _labels_text(path: Path) -> str:
-    """The file's text, refused if it is not a regular file, too large or not UTF-8."""
-    try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            raise DigitrecError(f"{path}: not a regular file")
-        if info.st_size > MAX_LABELS_BYTES:
-            raise DigitrecError(f"{path}: too large for a labels file ({info.st_size} bytes)")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DigitrecError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise DigitrecError(f"{path}:{line}: not UTF-8 text (byte {exc.start}); save it as "
-                            f"UTF-8 CSV") from None
-
-
-def _class_index(text: str, class_names: Sequence[str], path: Path, line: int) -> int:
-    label = text.strip()
-    if label in class_names:
-        return list(class_names).index(label)
-    if re.fullmatch(r"[0-9]+", label) and int(label) < len(class_names):
-        return int(label)
-    named = "" if list(class_names) == [str(i) for i in range(len(class_names))] else \
-        " or a class name"
-    raise DigitrecError(f"{path}:{line}: label {label!r} is not a class (0 to "
-                        f"{len(class_names) - 1}{named})")
-
-
-def folder_labels(paths: Sequence[str | Path], class_names: Sequence[str] = DIGITS
-                  ) -> Labels:
-    """The labels.csv of every folder given, keyed by the names pictures are reported by."""
-    merged = Labels()
-    several = len(paths) > 1
-    for given in map(Path, paths):
-        path = given / LABELS_FILE
-        if not given.is_dir() or not os.path.lexists(path):
-            continue
-        found = read_labels(path, class_names, given if several else "")
-        merged.values.update(found.values)
-        merged.sources.update(found.sources)
-        merged.warnings += found.warnings
-    return merged
-
-
-def unmatched_warnings(labels: Labels, readings: list[Reading]) -> list[str]:
-    """A warning per labels file whose names match no picture: the count and a few names."""
-    names = {r.name for r in readings}
-    stray: dict[Path, list[str]] = {}
-    for name, source in labels.sources.items():
-        if name not in names:
-            stray.setdefault(source, []).append(name)
-    return [_unmatched_warning(source, missing) for source, missing in stray.items()]
-
-
-def _unmatched_warning(source: Path, missing: list[str]) -> str:
-    more = ", ..." if len(missing) > SHOWN_NAMES else ""
-    hint = f" ({BACKSLASH_RULE})" if any("\\" in name for name in missing) else ""
-    return (f"{source}: {len(missing)} names match no picture: "
-            f"{', '.join(missing[:SHOWN_NAMES])}{more}{hint}")
-
-
-# --- outputs -----------------------------------------------------------------------------
 
 def check_writable(path: Path) -> None:
     """Fail before any work if `path` could not be written: a folder, or a place where no
@@ -517,15 +276,15 @@ def summary(readings: list[Reading], labels: dict[str, int]) -> dict[str, Any]:
 
 
 def predict_batch(model_path: str | os.PathLike, paths: Sequence[str | Path],
-                  outputs: Outputs | None = None, *, class_names: Sequence[str] = DIGITS,
-                  threshold: float = UNSURE_BELOW, progress: bool = False) -> Batch:
+                  outputs: BatchOutputs | None = None, *, class_names: Sequence[str] = DIGITS,
+                  threshold: float = UNSURE_BELOW, progress: bool = False) -> BatchReport:
     """Read every picture under `paths` with the model and write the outputs asked for.
 
     Checked before any work: the output places, the labels files, that there are pictures;
     then the model, before any picture is decoded. Nothing is written unless at least one
     picture was read, so a failing run leaves earlier outputs as they were.
     """
-    outputs = outputs or Outputs()
+    outputs = outputs or BatchOutputs()
     if not 0 <= threshold <= 1:
         raise DigitrecError(f"unsure threshold {threshold} is not between 0 and 1")
     for path in outputs.paths():
@@ -539,18 +298,18 @@ def predict_batch(model_path: str | os.PathLike, paths: Sequence[str | Path],
                                 threshold=threshold, progress=progress)
     require_some(readings, where)
     figures = summary(readings, labels.values)
-    batch = Batch(readings, labels.values, figures,
-                  labels.warnings + unmatched_warnings(labels, readings), class_names)
+    warnings = labels.warnings + unmatched_warnings(labels, (r.name for r in readings))
+    batch = BatchReport(readings, labels.values, figures, warnings, class_names)
     write_outputs(batch, outputs)
     return batch
 
 
-def write_outputs(batch: Batch, outputs: Outputs) -> None:
+def write_outputs(batch: BatchReport, outputs: BatchOutputs) -> None:
     """CSV, contact sheet and metrics JSON, each atomically."""
     if outputs.csv is not None:
         write_csv(Path(outputs.csv), batch.readings, batch.class_names)
     if outputs.contact_sheet is not None:
-        from digitrec.report import draw_contact_sheet
+        from digitrec.reading.sheet import draw_contact_sheet
 
         draw_contact_sheet(batch.readings, batch.labels, Path(outputs.contact_sheet),
                            class_names=batch.class_names, limit=SHEET_LIMIT)
@@ -559,10 +318,11 @@ def write_outputs(batch: Batch, outputs: Outputs) -> None:
                                                   batch.figures.items() if key in HEADLINE})
 
 
-def summary_line(batch: Batch) -> str:
+def summary_line(batch: BatchReport) -> str:
     figures = batch.figures
     line = (f"{figures['predicted']} of {figures['images']} pictures read "
             f"({figures['failed']} failed, {figures['unsure']} unsure)")
     if "accuracy" in figures:
         line += f", {figures['correct']}/{figures['labelled']} correct ({figures['accuracy']:.1%})"
     return line
+

@@ -20,7 +20,8 @@ import json
 import os
 import shutil
 import tempfile
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,9 @@ from typing import Any
 from digitrec import scoring
 from digitrec.backend import keras, tf
 from digitrec.errors import DigitrecError
-from digitrec.params import TrainParams
-from digitrec.run import Outputs, TrainingRun, TrainResult, loss
+from digitrec.paths import TrainOutputs
+from digitrec.training.input import TrainingInput
+from digitrec.training.recipe import loss
 
 
 @dataclass(frozen=True)
@@ -134,35 +136,87 @@ def evaluate_locally(model: keras.Model, data: tf.data.Dataset, label_smoothing:
     return {"val_accuracy": correct / seen, "val_loss": total_loss / seen}
 
 
-def train_multi_worker(config: TrainParams, prepared_dir: Path, outputs: Outputs,
-                       verbose: int | str = "auto") -> TrainResult:
-    """Train on every worker of the cluster; the chief writes the outputs.
+class MultiWorker:
+    """The loop across the workers that `TF_CONFIG` describes; the chief writes the outputs.
 
-    `config.batch_size` is the global batch: each worker takes its share of it.
+    `train.batch_size` is the global batch: each worker takes its share of it.
     """
-    task = task_from_env()
-    if config.batch_size % task.workers:
-        raise DigitrecError(f"train.batch_size {config.batch_size} must be a "
-                            f"multiple of the {task.workers} workers")
-    # The strategy must exist before TensorFlow runs anything else in this process.
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    scratch = None if task.is_chief else scratch_dir(task, outputs.model)
-    try:
-        if scratch is not None:  # the same code, writing where nobody looks
-            outputs = Outputs(scratch / "model.keras", scratch / "checkpoints",
-                              scratch / "metrics")
-            verbose = 0
-        run = TrainingRun(config, prepared_dir, outputs, task.workers, task.is_chief)
-        return custom_loop(run, task, strategy, 1 if verbose == "auto" else verbose)
-    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
-            tf.errors.CancelledError) as exc:
-        reason = str(exc).strip().splitlines()[0][:300]
-        raise DigitrecError(
-            f"the training cluster lost a worker ({reason}); start the job again on every "
-            "machine: it resumes from the last completed epoch") from None
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+
+    def __init__(self, batch_size: int):
+        self.task = task_from_env()
+        self.workers, self.is_chief = self.task.workers, self.task.is_chief
+        if batch_size % self.workers:
+            raise DigitrecError(f"train.batch_size {batch_size} must be a "
+                                f"multiple of the {self.workers} workers")
+        # The strategy must exist before TensorFlow runs anything else in this process.
+        self.strategy = tf.distribute.MultiWorkerMirroredStrategy()
+
+    @contextmanager
+    def outputs_for(self, outputs: TrainOutputs) -> Iterator[TrainOutputs]:
+        """The chief's outputs are the project's; another worker runs the same code against
+        a temporary folder it removes at the end. A worker lost mid-run is one error."""
+        scratch = None if self.is_chief else scratch_dir(self.task, outputs.model)
+        try:
+            if scratch is not None:  # the same code, writing where nobody looks
+                outputs = TrainOutputs(scratch / "model.keras", scratch / "checkpoints",
+                                       scratch / "metrics")
+            yield outputs
+        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                tf.errors.CancelledError) as exc:
+            reason = str(exc).strip().splitlines()[0][:300]
+            raise DigitrecError(
+                f"the training cluster lost a worker ({reason}); start the job again on "
+                "every machine: it resumes from the last completed epoch") from None
+        finally:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    def scope(self) -> Any:
+        return self.strategy.scope()
+
+    def run_epochs(self, model: keras.Model, data: TrainingInput,
+                   callbacks: list[keras.callbacks.Callback], epochs: int,
+                   completed_epochs: int, verbose: int | str) -> dict[str, list[float]]:
+        """The epochs with `strategy.run`, driving the callbacks as `fit` does."""
+        strategy, config = self.strategy, data.config
+        verbose = 0 if not self.is_chief else 1 if verbose == "auto" else verbose
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+        callback_list = keras.callbacks.CallbackList(
+            callbacks, add_progbar=verbose != 0, model=model, verbose=verbose, epochs=epochs,
+            steps=data.steps_per_epoch)
+        callback_list.on_train_begin()  # BackupAndRestore loads the chief's backup, if any
+        completed_epochs = broadcast_from_chief(
+            strategy, model.variables + model.optimizer.variables, self.task, completed_epochs)
+
+        def worker_dataset(context: tf.distribute.InputContext) -> tf.data.Dataset:
+            return data.training(skip_epochs=completed_epochs,
+                                 shard=(context.num_input_pipelines, context.input_pipeline_id))
+
+        batches = iter(strategy.distribute_datasets_from_function(worker_dataset))
+        val_data = data.validation()
+        train_step = make_train_step(strategy, model, config.batch_size, config.label_smoothing)
+        history: dict[str, list[float]] = {}
+        for epoch in range(completed_epochs, epochs):
+            callback_list.on_epoch_begin(epoch)
+            loss_sum = correct = seen = 0.0
+            for step in range(data.steps_per_epoch):
+                callback_list.on_train_batch_begin(step)
+                step_loss, step_correct, step_seen = (float(t) for t in train_step(batches))
+                loss_sum, correct = loss_sum + step_loss, correct + step_correct
+                seen += step_seen
+                callback_list.on_train_batch_end(step, {"loss": loss_sum / seen,
+                                                        "accuracy": correct / seen})
+            callback_list.on_test_begin()  # the averaged weights in place, as fit's has
+            logs = {"accuracy": correct / seen, "loss": loss_sum / seen,
+                    **evaluate_locally(model, val_data, config.label_smoothing)}
+            callback_list.on_test_end()
+            callback_list.on_epoch_end(epoch, logs)
+            for key, value in logs.items():
+                history.setdefault(key, []).append(value)
+        model.optimizer.finalize_variable_values(model.trainable_variables)
+        callback_list.on_train_end()
+        return history
 
 
 def scratch_dir(task: Task, model_path: Path) -> Path:
@@ -173,49 +227,3 @@ def scratch_dir(task: Task, model_path: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
-
-
-def custom_loop(run: TrainingRun, task: Task, strategy: tf.distribute.Strategy,
-                verbose: int | str) -> TrainResult:
-    """The run's epochs with `strategy.run`, driving the run's callbacks as `fit` does."""
-    config = run.config
-    with strategy.scope():
-        model = run.build_model()
-        model.optimizer.build(model.trainable_variables)
-    callbacks = keras.callbacks.CallbackList(
-        run.callbacks(model.count_params()), add_progbar=verbose != 0, model=model,
-        verbose=verbose, epochs=config.epochs, steps=run.steps_per_epoch,
-    )
-    callbacks.on_train_begin()  # BackupAndRestore loads the chief's backup, if any
-    run.state.completed_epochs = broadcast_from_chief(
-        strategy, model.variables + model.optimizer.variables, task,
-        run.state.completed_epochs)
-
-    def worker_dataset(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        return run.training_data(shard=(context.num_input_pipelines, context.input_pipeline_id))
-
-    batches = iter(strategy.distribute_datasets_from_function(worker_dataset))
-    val_data = run.validation_data()
-    train_step = make_train_step(strategy, model, config.batch_size, config.label_smoothing)
-    history: dict[str, list[float]] = {}
-    start = time.perf_counter()
-    for epoch in range(run.state.completed_epochs, config.epochs):
-        callbacks.on_epoch_begin(epoch)
-        loss_sum = correct = seen = 0.0
-        for step in range(run.steps_per_epoch):
-            callbacks.on_train_batch_begin(step)
-            step_loss, step_correct, step_seen = (float(t) for t in train_step(batches))
-            loss_sum, correct, seen = loss_sum + step_loss, correct + step_correct, seen + step_seen
-            callbacks.on_train_batch_end(step, {"loss": loss_sum / seen,
-                                                "accuracy": correct / seen})
-        callbacks.on_test_begin()  # the averaged weights in place, as fit's validation has
-        logs = {"accuracy": correct / seen, "loss": loss_sum / seen,
-                **evaluate_locally(model, val_data, config.label_smoothing)}
-        callbacks.on_test_end()
-        callbacks.on_epoch_end(epoch, logs)
-        for key, value in logs.items():
-            history.setdefault(key, []).append(value)
-    model.optimizer.finalize_variable_values(model.trainable_variables)
-    callbacks.on_train_end()
-    return run.finish(model, history, time.perf_counter() - start,
-                      wrote_outputs=task.is_chief)

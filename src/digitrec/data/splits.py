@@ -1,4 +1,4 @@
-"""Turn the raw IDX files into the prepared arrays and manifest (`digitrec.prepared`).
+"""Turn the raw IDX files into the prepared splits (the format: `digitrec.data.prepared`).
 
 Checks that the files fit together and look like the dataset, carves a stratified, seeded
 validation split off the training set, normalises, and redraws the training digits as the
@@ -15,9 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from digitrec import idx, prepared
-from digitrec.datasets import (
-    IMAGE_SHAPE,
+from digitrec.catalog import (
     IMAGE_SIDE,
     NUM_CLASSES,
     TEST_IMAGES,
@@ -25,6 +23,7 @@ from digitrec.datasets import (
     TRAIN_IMAGES,
     TRAIN_LABELS,
 )
+from digitrec.data import idx, prepared
 from digitrec.errors import DigitrecError
 from digitrec.files import make_shareable, replace_dir, sha256_file
 from digitrec.parallel import parallel_map
@@ -99,7 +98,7 @@ def write_redrawn(out_dir: Path) -> float:
 
 
 def _redraw_chunk(images: np.ndarray) -> np.ndarray:
-    from digitrec.images import redraw  # SciPy and Pillow: only prepare needs them here
+    from digitrec.reading.digit import redraw  # SciPy and Pillow: only prepare needs them
 
     return np.stack([redraw(image[..., 0]) for image in images])[..., None]
 
@@ -114,23 +113,15 @@ def prepare(raw_dir: Path, out_dir: Path, val_size: float | int, seed: int) -> d
         "val": (train_x[val_idx], train_y[val_idx]),
         "test": (test_x, test_y),
     }
-    manifest: dict[str, Any] = {
-        "image_shape": list(IMAGE_SHAPE),
-        "val_size": val_size,
-        "seed": seed,
-        "sources": {
-            name: sha256_file(raw_dir / name)
-            for name in (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
-        },
-        "splits": {},
-    }
+    sources = {name: sha256_file(raw_dir / name)
+               for name in (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)}
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
-        for split, (images, labels) in splits.items():
-            manifest["splits"][split] = prepared.write_split(staging, split, images, labels)
-        manifest["splits"]["train"]["redrawn_pixel_mean"] = write_redrawn(staging)
-        prepared.write_manifest(staging, manifest)
+        written = {split: prepared.write_split(staging, split, images, labels)
+                   for split, (images, labels) in splits.items()}
+        manifest = prepared.write_manifest(staging, val_size, seed, sources, written,
+                                           redrawn_pixel_mean=write_redrawn(staging))
         make_shareable(staging, directory=True)
         replace_dir(staging, out_dir)
     finally:

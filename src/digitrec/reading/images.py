@@ -5,7 +5,7 @@ aspect ratio kept, anti-aliased, and placed in a 28x28 field so that their centr
 at the centre. User pictures (photos of paper, scans, paint-program drawings) are none of
 that, so each step below undoes one difference:
 
-1. `load_image`: decode safely (decompression-bomb limit, first frame, EXIF orientation).
+1. `decode.load_image`: decode safely (decompression-bomb limit, first frame, EXIF orientation).
 2. `to_gray`: any mode to grey in [0, 1]; transparency composited onto a background of the
    opposite brightness to the ink, so a drawing on a transparent canvas keeps its strokes.
 3. `ink_bright`: decide from the picture which side is ink (the majority is background)
@@ -14,32 +14,32 @@ that, so each step below undoes one difference:
    resolution), which removes shadows, uneven lighting and paper texture.
 5. `find_ink`: Otsu threshold; keep the connected pieces that matter, drop specks and the
    dark margins of a photographed page.
-6. `normalise_digit`: crop to the ink, scale into a 20x20 box, bring the stroke width to
+6. `digit.normalise_digit`: crop to the ink, scale into a 20x20 box, bring the stroke width to
    MNIST's (about 2.7 px) however thick or thin the pen was, anti-alias.
-7. `centre_by_mass`: place in 28x28 with the centre of mass at the centre.
+7. `digit.centre_by_mass`: place in 28x28 with the centre of mass at the centre.
 
-`redraw` runs steps 6 and 7 on MNIST's own digits, so the model can also train on digits in
+`digit.redraw` runs steps 6 and 7 on MNIST's own digits, so the model can also train on digits in
 the style it will be shown.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from scipy import ndimage
 
-from digitrec.datasets import IMAGE_SIDE
-from digitrec.errors import DigitrecError
+from digitrec.reading.decode import (
+    UNDO_TRANSPOSE,
+    ImageProblem,
+    load_oriented,
+    to_working_size,
+)
+from digitrec.reading.digit import centre_by_mass, normalise_digit, stroke_width
 
-BOX = 20                  # MNIST fitted each digit into 20x20 of its 28x28 field
-WORK_SIDE = 256           # longest side worked on: ample for a 20x20 digit, and fast
-SUPERSAMPLE = 4           # stroke width is adjusted at 4x the final resolution
-MNIST_STROKE = 2.7        # median stroke width of MNIST digits, px at 28x28 (2*area/boundary)
 MIN_CONTRAST = 0.06       # ink must differ from the background by this much (of full range)
 FLAT_BACKGROUND = 0.04    # a background this even (99th percentile) needs no flattening
 SPECK_FRACTION = 0.06     # pieces smaller than this share of the largest piece are specks
@@ -48,113 +48,14 @@ NOISE_MARGIN = 4.0        # ...at least this many times brighter than the backgr
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
-EXIF_ORIENTATION = 0x0112
-EXIF_SIZE_TAGS = ((0x0100, 0x0101), (0xA002, 0xA003))  # image width/height, in IFD0 and Exif
-EXIF_IFD = 0x8769
-TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-             4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-             6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-             8: Image.Transpose.ROTATE_90}
-UNDO_TRANSPOSE = {**TRANSPOSE, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
-
-
-class ImageProblem(DigitrecError):
-    """A picture that cannot be read as a digit; the message says why."""
-
-
 @dataclass
-class Prepared:
+class Cleaned:
     """A picture turned into an MNIST digit, and what was learned on the way."""
 
     digit: np.ndarray         # float32 (28, 28) in [0, 1], white ink on black
     inverted: bool            # the picture had dark ink on a light background
     thumbnail: Image.Image    # the original, small, for contact sheets
     as_stored: np.ndarray | None = None  # the digit unturned, when the EXIF turn is doubtful
-
-
-def load_image(source: str | Path | BinaryIO) -> Image.Image:
-    """Open the first frame of a picture, upright, refusing decompression bombs.
-
-    `source` is a path or a seekable binary file object (an upload held in memory).
-    """
-    return load_oriented(source)[0]
-
-
-def load_oriented(source: str | Path | BinaryIO) -> tuple[Image.Image, int | None]:
-    """`load_image`, and the EXIF orientation it applied when that is in doubt (else None).
-
-    An orientation tag is doubtful when the EXIF block records a picture size that is not
-    this picture's: the file was edited after the camera wrote it, and editors that turn or
-    crop the pixels often copy the old tag unchanged, so that applying it, as browsers do,
-    turns an upright digit sideways.
-    """
-    if isinstance(source, (str, Path)):
-        source = Path(source)
-        empty = source.stat().st_size == 0
-    else:
-        empty = not source.read(1)
-        source.seek(0)
-    if empty:
-        raise ImageProblem("empty file (0 bytes)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(source)
-            image.seek(0)
-            exif = image.getexif()
-            orientation = exif.get(EXIF_ORIENTATION, 1)
-            doubtful = orientation in TRANSPOSE and not exif_size_matches(exif, image.size)
-            if image.format == "JPEG":
-                image.draft(image.mode, (WORK_SIDE, WORK_SIDE))  # decode at reduced size
-            image.load()
-            image = reduce_large(image)
-            if orientation in TRANSPOSE:
-                image = image.transpose(TRANSPOSE[orientation])
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageProblem(f"too large to decode safely ({exc})") from None
-        except UnidentifiedImageError:
-            raise ImageProblem("not an image Pillow can read") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise ImageProblem(f"corrupt or truncated image: {exc}") from None
-    return image, orientation if doubtful else None
-
-
-def exif_size_matches(exif: Image.Exif, size: tuple[int, int]) -> bool:
-    """Whether the picture size the EXIF block records (if any) is this picture's."""
-    try:
-        recorded = [(exif.get(w), exif.get(h)) for w, h in EXIF_SIZE_TAGS[:1]]
-        extra = exif.get_ifd(EXIF_IFD)
-        recorded += [(extra.get(w), extra.get(h)) for w, h in EXIF_SIZE_TAGS[1:]]
-    except (KeyError, TypeError, ValueError, OSError):
-        return False
-    sizes = [(int(w), int(h)) for w, h in recorded if isinstance(w, int) and isinstance(h, int)]
-    return all(recorded_size in (size, size[::-1]) for recorded_size in sizes)
-
-
-def _resizable(image: Image.Image) -> Image.Image:
-    """The picture in a mode Pillow can resize without losing what matters."""
-    if image.mode.startswith("I;16"):
-        return image.convert("I")
-    if image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
-        keep_alpha = "transparency" in image.info or "A" in image.getbands()
-        return image.convert("RGBA" if keep_alpha else "RGB")
-    return image
-
-
-def reduce_large(image: Image.Image) -> Image.Image:
-    """Shrink a picture far larger than the working size by a whole factor, cheaply."""
-    factor = max(image.size) // (2 * WORK_SIDE)
-    return _resizable(image).reduce(factor) if factor >= 2 else image
-
-
-def to_working_size(image: Image.Image) -> Image.Image:
-    """Area-average down, in Pillow, so the longest side is at most WORK_SIDE pixels."""
-    width, height = image.size
-    factor = max(width, height) / WORK_SIDE
-    if factor <= 1:
-        return image
-    size = (max(1, round(width / factor)), max(1, round(height / factor)))
-    return _resizable(image).resize(size, Image.BOX)
 
 
 def to_gray(image: Image.Image) -> np.ndarray:
@@ -232,15 +133,6 @@ def flatten_background(gray: np.ndarray) -> np.ndarray:
     return ndimage.gaussian_filter(flat, sigma, truncate=2.0) if sigma >= 0.5 else flat
 
 
-def stroke_width(mask: np.ndarray) -> float:
-    """Mean stroke width of a binary drawing: 2 * area / boundary length."""
-    area = int(mask.sum())
-    if area == 0:
-        return 0.0
-    boundary = int((mask & ~ndimage.binary_erosion(mask)).sum())
-    return 2.0 * area / max(boundary, 1)
-
-
 def find_ink(flat: np.ndarray) -> np.ndarray:
     """The digit's ink in [0, 1]: bright enough, in pieces that matter, not a page margin.
 
@@ -295,72 +187,8 @@ def _touching_border(labels: np.ndarray, count: int) -> np.ndarray:
     return (np.bincount(edge, minlength=count + 1) > 0)[1:]
 
 
-def normalise_digit(ink: np.ndarray) -> np.ndarray:
-    """Crop to the ink, fit into 20x20 keeping the aspect, set MNIST's stroke width."""
-    solid = ink > 0.5
-    rows = np.flatnonzero(solid.any(axis=1))
-    cols = np.flatnonzero(solid.any(axis=0))
-    crop = ink[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
-    height, width = crop.shape
-    scale = BOX / max(height, width)
-    big = (max(1, round(width * scale * SUPERSAMPLE)), max(1, round(height * scale * SUPERSAMPLE)))
-    # Area-average when shrinking; interpolate when enlarging, so small digits stay smooth.
-    method = Image.BOX if big[0] <= width else Image.BILINEAR
-    resized = np.asarray(Image.fromarray(crop, "F").resize(big, method))
-    fine = resized > 0.5
-    if not fine.any():
-        fine = resized >= resized.max() * 0.5
-    wanted = MNIST_STROKE * SUPERSAMPLE
-    change = (wanted - stroke_width(fine)) / 2  # pixels to add on each side of a stroke
-    radius = int(round(abs(change)))
-    if change > 0 and radius:
-        fine = ndimage.binary_dilation(fine, _disk(radius))
-    elif change < 0 and radius:
-        thinner = ndimage.binary_erosion(fine, _disk(radius))
-        if thinner.sum() > 0.3 * fine.sum():  # never erode a digit away
-            fine = thinner
-    pad = SUPERSAMPLE * 2
-    fine = np.pad(fine, pad)
-    small = (max(1, round(fine.shape[1] / SUPERSAMPLE)), max(1, round(fine.shape[0] / SUPERSAMPLE)))
-    return np.asarray(Image.fromarray(fine.astype(np.float32), "F").resize(small, Image.BOX))
-
-
-def _disk(radius: int) -> np.ndarray:
-    y, x = np.ogrid[-radius: radius + 1, -radius: radius + 1]
-    return x * x + y * y <= radius * radius
-
-
-def centre_by_mass(digit: np.ndarray) -> np.ndarray:
-    """Place `digit` in a 28x28 field with its centre of mass at the centre, as MNIST did."""
-    field = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
-    digit = digit[np.ix_(digit.any(axis=1), digit.any(axis=0))] if digit.any() else digit
-    height, width = digit.shape
-    if height > IMAGE_SIDE or width > IMAGE_SIDE:
-        digit = np.asarray(Image.fromarray(digit, "F").resize(
-            (min(width, IMAGE_SIDE), min(height, IMAGE_SIDE)), Image.BOX))
-        height, width = digit.shape
-    cy, cx = ndimage.center_of_mass(digit) if digit.sum() > 0 else (height / 2, width / 2)
-    top = int(np.clip(round(IMAGE_SIDE / 2 - cy - 0.5), 0, IMAGE_SIDE - height))
-    left = int(np.clip(round(IMAGE_SIDE / 2 - cx - 0.5), 0, IMAGE_SIDE - width))
-    field[top: top + height, left: left + width] = digit
-    return np.clip(field, 0, 1)
-
-
-def redraw(digit: np.ndarray) -> np.ndarray:
-    """An MNIST digit (28x28, bright ink in [0, 1]) drawn again as `prepare_image` draws a
-    user's: cropped, refit into the 20x20 box, strokes set to MNIST's median width, centred.
-
-    Every user picture reaches the model in this style (even strokes, crisp edges), which is
-    not quite MNIST's own; training on both lets the model read both (`train.augment.redrawn`).
-    A digit with no solid ink is returned as it is.
-    """
-    if not (digit > 0.5).any():
-        return digit.astype(np.float32)
-    return centre_by_mass(normalise_digit(digit.astype(np.float32)))
-
-
-def prepare_image(image: Image.Image, steps: list[tuple[str, np.ndarray]] | None = None
-                  ) -> Prepared:
+def clean_image(image: Image.Image, steps: list[tuple[str, np.ndarray]] | None = None
+                  ) -> Cleaned:
     """The whole chain, from a decoded picture to a 28x28 MNIST digit.
 
     Pass a list as `steps` to get each step's result appended to it, named (as drawn in the
@@ -377,7 +205,7 @@ def prepare_image(image: Image.Image, steps: list[tuple[str, np.ndarray]] | None
         steps += [("2. grey", gray), ("3. ink made bright", bright),
                   ("4. background removed", flat), ("5. ink found", ink),
                   ("6. 20x20, MNIST strokes", fitted), ("7. centred in 28x28", digit)]
-    return Prepared(digit, inverted, thumbnail(small))
+    return Cleaned(digit, inverted, thumbnail(small))
 
 
 def thumbnail(image: Image.Image, side: int = 64) -> Image.Image:
@@ -399,13 +227,13 @@ def thumbnail(image: Image.Image, side: int = 64) -> Image.Image:
     return small.convert("RGB")
 
 
-def prepare_file(source: str | Path | BinaryIO) -> Prepared:
-    """`prepare_image` for a file (a path, or an upload held in memory); when its EXIF
+def clean_file(source: str | Path | BinaryIO) -> Cleaned:
+    """`clean_image` for a file (a path, or an upload held in memory); when its EXIF
     orientation is doubtful, the digit as stored (unturned) comes along, for the reader to
     try both."""
     image, doubtful = load_oriented(source)
-    prepared = prepare_image(image)
+    cleaned = clean_image(image)
     if doubtful is not None:
-        unturned = Image.fromarray(prepared.digit, "F").transpose(UNDO_TRANSPOSE[doubtful])
-        prepared.as_stored = np.asarray(unturned, dtype=np.float32)
-    return prepared
+        unturned = Image.fromarray(cleaned.digit, "F").transpose(UNDO_TRANSPOSE[doubtful])
+        cleaned.as_stored = np.asarray(unturned, dtype=np.float32)
+    return cleaned

@@ -29,8 +29,9 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
-from digitrec import __version__, idx
-from digitrec.datasets import FileSpec
+from digitrec import __version__
+from digitrec.catalog import FileSpec
+from digitrec.data import idx
 from digitrec.errors import DigitrecError
 from digitrec.files import CHUNK, make_shareable
 from digitrec.params import DownloadParams
@@ -52,28 +53,25 @@ class UnreachableError(TransientError):
 
 
 @dataclass(frozen=True)
-class DownloadOptions:
-    """How hard to try, and how long to wait, for one file from one mirror.
+class Retries:
+    """How hard to try one mirror, beyond the time bounds of `download` in params.yaml.
 
     `attempts` and `backoff`: tries per mirror for transient failures and the first pause
     between them (it doubles). `timeout`: seconds one socket operation may block.
-    `deadline`: seconds one file may take from one mirror, retries included. `min_speed`
-    (bytes/s) over `stall_window` (seconds): a slower transfer is stalled; 0 switches this
-    off. `progress`: a bar on stderr (None: only when stderr is a terminal).
+    `progress`: a bar on stderr (None: only when stderr is a terminal).
     """
 
     attempts: int = 3
     backoff: float = 1.0
     timeout: float = 30.0
-    deadline: float = DownloadParams.deadline  # the params' defaults, said once
-    min_speed: float = DownloadParams.min_speed
-    stall_window: float = DownloadParams.stall_window
     progress: bool | None = None
 
 
-def fetch_to(source: str, spec: FileSpec, staged: Path, verify: bool,
-             options: DownloadOptions) -> None:
+def fetch_to(source: str, spec: FileSpec, staged: Path, bounds: DownloadParams,
+             retries: Retries) -> None:
     """Fetch one archive from one source into `staged`, decompressed and checked, or not at all.
+
+    `bounds` is download's params section: whether to verify, and the time bounds.
 
     The decompressed bytes go to a temporary file beside `staged`, removed whatever happens.
     """
@@ -85,11 +83,11 @@ def fetch_to(source: str, spec: FileSpec, staged: Path, verify: bool,
     tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as out:
-            transfer = Transfer(spec, verify, out, tmp)
+            transfer = Transfer(spec, bounds.verify, out, tmp)
             if source.startswith(("http://", "https://")):
-                fetch_http_with_retries(source, transfer, options)
+                fetch_http_with_retries(source, transfer, bounds, retries)
             else:
-                copy_local(source, transfer, options)
+                copy_local(source, transfer, bounds, retries)
             transfer.finish()
         make_shareable(tmp)
         os.replace(tmp, staged)
@@ -169,24 +167,25 @@ def _as_mirror_error() -> Iterator[None]:
         raise MirrorError(f"bad IDX: {exc.problem}") from None
 
 
-def fetch_http_with_retries(url: str, transfer: Transfer, options: DownloadOptions) -> None:
+def fetch_http_with_retries(url: str, transfer: Transfer, bounds: DownloadParams,
+                            retries: Retries) -> None:
     """Fetch `url` into `transfer`, retrying transient failures and resuming what arrived."""
-    deadline_at = time.monotonic() + options.deadline
-    for attempt in range(1, options.attempts + 1):
+    deadline_at = time.monotonic() + bounds.deadline
+    for attempt in range(1, retries.attempts + 1):
         try:
-            fetch_http(url, transfer, options, deadline_at)
+            fetch_http(url, transfer, bounds, retries, deadline_at)
             return
         except TransientError as exc:
-            if attempt == options.attempts:
+            if attempt == retries.attempts:
                 raise type(exc)(f"{exc} (gave up after {attempt} attempts)") from None
-            pause = options.backoff * 2 ** (attempt - 1)
+            pause = retries.backoff * 2 ** (attempt - 1)
             if time.monotonic() + pause >= deadline_at:
-                raise MirrorError(f"{exc}; the deadline of {options.deadline:g} s "
+                raise MirrorError(f"{exc}; the deadline of {bounds.deadline:g} s "
                                   f"(download.deadline) leaves no time to try again") from None
             time.sleep(pause)
 
 
-def fetch_http(url: str, transfer: Transfer, options: DownloadOptions,
+def fetch_http(url: str, transfer: Transfer, bounds: DownloadParams, retries: Retries,
                deadline_at: float) -> None:
     """One HTTP attempt, continuing `transfer` with a Range request if bytes arrived already."""
     offset = transfer.received
@@ -194,8 +193,8 @@ def fetch_http(url: str, transfer: Transfer, options: DownloadOptions,
     if offset:
         headers["Range"] = f"bytes={offset}-"
     request = urllib.request.Request(url, headers=headers)
-    with Watchdog(deadline_at, options) as watchdog:
-        timeout = max(0.001, min(options.timeout, watchdog.remaining()))
+    with Watchdog(deadline_at, bounds) as watchdog:
+        timeout = max(0.001, min(retries.timeout, watchdog.remaining()))
         try:
             response = _opener(watchdog).open(request, timeout=timeout)
         except urllib.error.HTTPError as exc:
@@ -217,11 +216,11 @@ def fetch_http(url: str, transfer: Transfer, options: DownloadOptions,
             watchdog.raise_if_tripped()
             raise TransientError(_network_reason(exc)) from None
         with response:
-            receive(response, transfer, offset, options, watchdog)
+            receive(response, transfer, offset, retries.progress, watchdog)
 
 
 def receive(response: http.client.HTTPResponse, transfer: Transfer, offset: int,
-            options: DownloadOptions, watchdog: Watchdog) -> None:
+            progress: bool | None, watchdog: Watchdog) -> None:
     """Feed the body to `transfer`, a chunk as soon as it arrives (`read1`), within bounds."""
     if response.status == 206:
         if not offset or _range_start(response) != offset:
@@ -235,7 +234,7 @@ def receive(response: http.client.HTTPResponse, transfer: Transfer, offset: int,
         raise MirrorError(f"announces {total} bytes, more than an archive of this file can "
                           f"take ({transfer.max_compressed_size} bytes)")
     watchdog.body_started(transfer.received)
-    with _progress_bar(transfer.spec.archive_name, total, transfer.received, options) as bar:
+    with _progress_bar(transfer.spec.archive_name, total, transfer.received, progress) as bar:
         try:
             for chunk in iter(lambda: response.read1(CHUNK), b""):
                 transfer.feed(chunk)
@@ -251,7 +250,8 @@ def receive(response: http.client.HTTPResponse, transfer: Transfer, offset: int,
         raise TransientError(f"transfer cut after {transfer.received} of {total} bytes")
 
 
-def copy_local(source: str, transfer: Transfer, options: DownloadOptions) -> None:
+def copy_local(source: str, transfer: Transfer, bounds: DownloadParams,
+               retries: Retries) -> None:
     """Read an archive from a local folder mirror, within the same bounds as a download."""
     path = Path(source)
     if not path.is_file():
@@ -261,8 +261,8 @@ def copy_local(source: str, transfer: Transfer, options: DownloadOptions) -> Non
         raise MirrorError(f"is {size} bytes, more than an archive of this file can take "
                           f"({transfer.max_compressed_size} bytes)")
     with (
-        Watchdog(time.monotonic() + options.deadline, options) as watchdog,
-        _progress_bar(transfer.spec.archive_name, size, 0, options) as bar,
+        Watchdog(time.monotonic() + bounds.deadline, bounds) as watchdog,
+        _progress_bar(transfer.spec.archive_name, size, 0, retries.progress) as bar,
     ):
         watchdog.body_started(0)
         try:
@@ -287,12 +287,12 @@ class Watchdog:
     connection also while a TLS handshake, which a mirror can trickle too, is under way.
     """
 
-    def __init__(self, deadline_at: float, options: DownloadOptions):
+    def __init__(self, deadline_at: float, bounds: DownloadParams):
         self.reason: str | None = None
         self._deadline_at = deadline_at
-        self._deadline = options.deadline
-        self._min_speed = options.min_speed
-        self._window = options.stall_window
+        self._deadline = bounds.deadline
+        self._min_speed = bounds.min_speed
+        self._window = bounds.stall_window
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []  # our duplicates, closed on exit
         self._window_start: float | None = None  # None until the body starts
@@ -425,7 +425,7 @@ def _network_reason(reason: object) -> str:
     return str(reason) or type(reason).__name__
 
 
-def _progress_bar(name: str, total: int | None, initial: int, options: DownloadOptions) -> tqdm:
-    disable = None if options.progress is None else not options.progress
+def _progress_bar(name: str, total: int | None, initial: int, progress: bool | None) -> tqdm:
+    disable = None if progress is None else not progress
     return tqdm(total=total, initial=initial, desc=name, unit="B", unit_scale=True,
                 unit_divisor=1024, disable=disable, file=sys.stderr, leave=False)

@@ -1,4 +1,6 @@
-"""The datasets the pipeline knows: their four IDX files, official mirrors and checksums.
+"""What the pipeline knows, said once: the datasets (their four IDX files, official mirrors,
+checksums, class names and how each is best trained) and each registry model's own recipe,
+and how `auto` in params.yaml resolves from them. No TensorFlow here: every stage reads it.
 
 Sizes and SHA-256 digests are of the *decompressed* files of the official releases, so a
 copy that was re-compressed differently (another mirror, another gzip level) still verifies.
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from digitrec.errors import DigitrecError
 
@@ -110,3 +113,59 @@ def get_dataset(name: str) -> Dataset:
         raise DigitrecError(
             f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}"
         ) from None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What `train.epochs: auto` and `train.learning_rate: auto` stand for with one model."""
+
+    epochs: int
+    learning_rate: float
+
+
+# By registry model (training/models.py; a test checks both list the same models): ours as
+# measured in the benchmarks, the tutorial models as their tutorials train them.
+MODEL_RECIPES: dict[str, Recipe] = {
+    "digitnet": Recipe(epochs=7, learning_rate=0.03),
+    "digitnet_wide": Recipe(epochs=20, learning_rate=0.03),
+    "fashionnet": Recipe(epochs=12, learning_rate=0.01),
+    "mlp": Recipe(epochs=10, learning_rate=1e-3),
+    "cnn3": Recipe(epochs=5, learning_rate=1e-3),
+    "cnn2_dense800": Recipe(epochs=10, learning_rate=1e-3),
+    "lenet5": Recipe(epochs=10, learning_rate=1e-3),
+    "cnn5x5_dropout": Recipe(epochs=10, learning_rate=1e-4),
+}
+AUTO = "auto"
+
+
+def resolve_auto(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The params file with each `auto` as the dataset it names stands for it, so that
+    `dataset: NAME` alone trains well: `train.model: auto` is the dataset's own model,
+    `train.epochs: auto` and `train.learning_rate: auto` that model's own (`MODEL_RECIPES`),
+    and `train.augment: true` (and what an augment mapping leaves out) the dataset's own
+    style of distortion.
+
+    Nothing is refused here: what cannot be resolved (an unknown dataset or model) is left
+    as it is, for the params check to name.
+    """
+    params = dict(params)
+    dataset = DATASETS.get(params.get("dataset")) if isinstance(params.get("dataset"), str) \
+        else None
+    train = params.get("train")
+    if dataset is None or not isinstance(train, dict):
+        return params
+    train = dict(train)
+    if train.get("model") == AUTO:
+        train["model"] = dataset.model
+    recipe = MODEL_RECIPES.get(train.get("model")) if isinstance(train.get("model"), str) \
+        else None
+    for key in ("epochs", "learning_rate"):
+        if train.get(key) == AUTO and recipe is not None:
+            train[key] = getattr(recipe, key)
+    augment = train.get("augment")
+    if augment is True:
+        train["augment"] = dict(dataset.augment)
+    elif isinstance(augment, dict):
+        train["augment"] = {**dataset.augment, **augment}
+    params["train"] = train
+    return params

@@ -29,9 +29,6 @@ from digitrec.errors import DigitrecError
 from digitrec.files import make_shareable, replace_dir
 
 TOLERANCE = 1e-4
-FORMATS = ("savedmodel", "onnx", "tflite")
-KERAS_FORMAT = {"savedmodel": "tf_saved_model", "onnx": "onnx", "tflite": "litert"}
-SUFFIX = {"savedmodel": "", "onnx": ".onnx", "tflite": ".tflite"}
 EXTRA = 'pip install "digitrec[export]"'
 
 
@@ -47,10 +44,10 @@ def check_digits() -> np.ndarray:
     """(N, 28, 28, 1) float32 digits as users' pictures reach the model.
 
     Every digit drawn as pen on paper, as a photo of paper, and as chalk on a board, then
-    through `images.prepare_image`, so the check covers inputs like the real ones.
+    through `reading.images.clean_image`, so the check covers inputs like the real ones.
     """
     from digitrec.examples import draw_digit, photo_of_paper
-    from digitrec.images import prepare_image
+    from digitrec.reading.images import clean_image
 
     pictures = []
     for digit in range(10):
@@ -58,7 +55,7 @@ def check_digits() -> np.ndarray:
         page = draw_digit(digit, 240, pen=0.03, ink=40, paper=225, seed=50 + digit)
         pictures.append(photo_of_paper(page, seed=digit))
         pictures.append(draw_digit(digit, 120, pen=0.09, ink=235, paper=25, seed=90 + digit))
-    return np.stack([prepare_image(p).digit for p in pictures])[..., None].astype(np.float32)
+    return np.stack([clean_image(p).digit for p in pictures])[..., None].astype(np.float32)
 
 
 def compare(expected: np.ndarray, got: np.ndarray, what: str) -> Check:
@@ -111,14 +108,29 @@ def run_tflite(path: Path, digits: np.ndarray) -> np.ndarray:
     return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 
 
-RUNNERS: dict[str, Callable[[Path, np.ndarray], np.ndarray]] = {
-    "savedmodel": run_savedmodel, "onnx": run_onnx, "tflite": run_tflite}
+@dataclass(frozen=True)
+class Format:
+    """One export format: what Keras calls it, the file's suffix (none: a folder), the
+    runtime that checks it, the packages it needs beyond TensorFlow, and for whom it is."""
+
+    keras_name: str
+    suffix: str
+    run: Callable[[Path, np.ndarray], np.ndarray]
+    needs: tuple[str, ...]
+    use: str
+
+
+FORMATS: dict[str, Format] = {
+    "savedmodel": Format("tf_saved_model", "", run_savedmodel, (), "TensorFlow Serving"),
+    "onnx": Format("onnx", ".onnx", run_onnx, ("tf2onnx", "onnx", "onnxruntime"),
+                   "ONNX Runtime"),
+    "tflite": Format("litert", ".tflite", run_tflite, (), "TensorFlow Lite / LiteRT"),
+}
 
 
 def require_tools(format: str) -> None:
     """A clear message, before any work, when a converter or runtime is not installed."""
-    needed = {"onnx": ("tf2onnx", "onnx", "onnxruntime")}.get(format, ())
-    missing = [name for name in needed if not _importable(name)]
+    missing = [name for name in FORMATS[format].needs if not _importable(name)]
     if missing:
         raise DigitrecError(f"{format} export needs {', '.join(missing)}: {EXTRA}")
 
@@ -143,7 +155,7 @@ def staged_output(output: Path, format: str) -> Iterator[Path]:
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
     try:
-        artifact = staging / f"model{SUFFIX[format]}"
+        artifact = staging / f"model{FORMATS[format].suffix}"
         yield artifact
         make_shareable(artifact, directory=artifact.is_dir())
         if artifact.is_dir():
@@ -167,10 +179,10 @@ def export_model(model: Any, format: str, output: Path) -> Check:
         try:
             with warnings.catch_warnings():  # Keras' own patch of tf2onnx for NumPy 2 warns
                 warnings.simplefilter("ignore", FutureWarning)
-                model.export(str(artifact), format=KERAS_FORMAT[format], verbose=False)
+                model.export(str(artifact), format=FORMATS[format].keras_name, verbose=False)
         except ImportError as exc:
             raise DigitrecError(f"{format} export needs {exc.name or exc}: {EXTRA}") from None
-        check = compare(expected, RUNNERS[format](artifact, digits),
+        check = compare(expected, FORMATS[format].run(artifact, digits),
                         f"{output} ({format} export)")
     return check
 

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from digitrec import scoring
+from digitrec.data.prepared import load_split
+from digitrec.evaluation.figures import draw_confusion, draw_mistakes
 from digitrec.files import atomic_write_csv, atomic_write_json
 from digitrec.modelfile import load_model
-from digitrec.prepared import load_split
-from digitrec.report import draw_confusion, draw_mistakes
 
 PREDICT_BATCH = 1000
 
@@ -30,22 +30,19 @@ def evaluate(model_path: Path, prepared_dir: Path, metrics_file: Path, plots_dir
     model = load_model(model_path, len(class_names))
     test_images, test_labels = load_split(prepared_dir, "test")
     val_images, val_labels = load_split(prepared_dir, "val")
-    test = model_probabilities(model, test_images)
+    test = scoring.scores(model_probabilities(model, test_images), test_labels)
     val = model_probabilities(model, val_images)
-    metrics = scoring.score(test, test_labels)
+    metrics = scoring.headline(test)
     metrics["val"] = {"accuracy": scoring.accuracy(val, val_labels)}
 
-    predicted = scoring.predictions(test)
     atomic_write_csv(plots_dir / "confusion.csv", ["actual", "predicted"],
                      ([class_names[a], class_names[p]]
-                      for a, p in zip(test_labels.tolist(), predicted.tolist(), strict=True)))
+                      for a, p in zip(test.labels.tolist(), test.predicted.tolist(), strict=True)))
     atomic_write_csv(plots_dir / "per_class.csv",
                      ["class", "accuracy", "precision", "f1", "support"],
-                     scoring.per_class_rows(test, test_labels, class_names))
-    counts = scoring.confusion_matrix(test_labels, predicted, len(class_names))
-    draw_confusion(counts, plots_dir / "confusion.png", class_names=class_names)
-    draw_mistakes(test_images, test_labels, test, plots_dir / "mistakes.png",
-                  class_names=class_names)
+                     scoring.per_class_rows(test, class_names))
+    draw_confusion(test.confusion, plots_dir / "confusion.png", class_names=class_names)
+    draw_mistakes(test_images, test, plots_dir / "mistakes.png", class_names=class_names)
     atomic_write_json(metrics_file, metrics)
     return metrics
 

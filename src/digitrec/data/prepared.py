@@ -4,8 +4,9 @@
 - `{split}_labels.npy`: uint8 (N,);
 - `train_redrawn.npy`: the training digits drawn again as the predict stage draws a user's
   picture (see `images.redraw`), same shape as `train_images.npy`;
-- `manifest.json`: `image_shape`, `val_size`, `seed`, the SHA-256 of every source file, and
-  per split its `count`, `class_counts`, `pixel_mean` and `pixel_std`.
+- `manifest.json` (`write_manifest` writes the whole of it): `image_shape`, `val_size`, `seed`,
+  `sources` (the SHA-256 of every raw file), and `splits`: per split its `count`,
+  `class_counts`, `pixel_mean` and `pixel_std`, and for train also `redrawn_pixel_mean`.
 
 The arrays are `.npy` files so that training memory-maps them instead of loading them.
 """
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from digitrec.datasets import IMAGE_SHAPE, NUM_CLASSES
+from digitrec.catalog import IMAGE_SHAPE, NUM_CLASSES
 from digitrec.errors import DigitrecError
 from digitrec.files import atomic_write_json
 
@@ -72,8 +73,21 @@ def create_redrawn(out_dir: Path, shape: tuple[int, ...]) -> np.memmap:
                                      shape=shape)
 
 
-def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
+def write_manifest(out_dir: Path, val_size: float | int, seed: int, sources: dict[str, str],
+                   splits: dict[str, dict[str, Any]], redrawn_pixel_mean: float
+                   ) -> dict[str, Any]:
+    """Write `manifest.json` from its parts (`splits` as `write_split` returned them) and
+    return it."""
+    manifest: dict[str, Any] = {
+        "image_shape": list(IMAGE_SHAPE),
+        "val_size": val_size,
+        "seed": seed,
+        "sources": sources,
+        "splits": {**splits, "train": {**splits["train"],
+                                       "redrawn_pixel_mean": redrawn_pixel_mean}},
+    }
     atomic_write_json(out_dir / MANIFEST, manifest)
+    return manifest
 
 
 def load_split(prepared_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from digitrec.backend import keras
-from digitrec.datasets import IMAGE_SHAPE, NUM_CLASSES
+from digitrec.catalog import IMAGE_SHAPE, NUM_CLASSES
 from digitrec.errors import DigitrecError
 
 REGISTRY: dict[str, Callable[[], keras.Model]] = {}

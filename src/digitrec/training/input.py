@@ -1,4 +1,4 @@
-"""Prepared arrays to `tf.data.Dataset`: the one way the stages feed a model.
+"""Prepared arrays to `tf.data.Dataset`: the one way a training run feeds a model.
 
 Training data repeats with a seeded reshuffle every epoch and draws its augmentation from
 stateless random ops keyed by the global batch number, so the stream of batches is the same
@@ -8,12 +8,48 @@ on every run, and a resumed run can skip exactly the epochs it already trained o
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
 from digitrec.backend import tf
-from digitrec.datasets import IMAGE_SIDE, NUM_CLASSES
-from digitrec.params import Augment
+from digitrec.catalog import IMAGE_SIDE, NUM_CLASSES
+from digitrec.data import prepared
+from digitrec.params import Augment, TrainParams
+
+VALIDATION_BATCH = 512
+
+
+class TrainingInput:
+    """A run's data: the prepared train and val splits, memory-mapped, as the streams a
+    loop feeds the model (one-hot labels, which the loss smooths).
+
+    `workers` processes train side by side (multi-worker); each takes an equal share of
+    every global batch and of the examples.
+    """
+
+    def __init__(self, config: TrainParams, prepared_dir: Path, workers: int = 1):
+        self.config = config
+        self.prepared_dir = prepared_dir
+        self.train_images, self.train_labels = prepared.load_split(prepared_dir, "train")
+        self.val_images, self.val_labels = prepared.load_split(prepared_dir, "val")
+        self.batch_size = config.batch_size // workers
+        self.steps_per_epoch = epoch_steps(len(self.train_labels), self.batch_size, workers)
+
+    def training(self, skip_epochs: int = 0, shard: tuple[int, int] | None = None
+                 ) -> tf.data.Dataset:
+        """This worker's endless stream of training batches, after `skip_epochs` epochs."""
+        augment = self.config.augment
+        redrawn = None
+        if augment is not None and augment.redrawn > 0:
+            redrawn = prepared.load_redrawn(self.prepared_dir)
+        return one_hot_labels(training_dataset(
+            np.asarray(self.train_images), self.train_labels, self.batch_size,
+            self.config.seed, augment, redrawn, skip_epochs=skip_epochs, shard=shard))
+
+    def validation(self) -> tf.data.Dataset:
+        return one_hot_labels(validation_dataset(np.asarray(self.val_images), self.val_labels,
+                                                 VALIDATION_BATCH))
 
 
 def training_dataset(

@@ -1,0 +1,190 @@
+"""One training run, from params to a saved model, whichever loop runs its epochs.
+
+The run owns the sequence: seeding, the data, finding the backup to resume from, building
+the model (in the loop's distribution scope), the callbacks that check, back up, log and
+checkpoint every epoch, and finishing (saving the model, putting the logs in place, dropping
+the backup). A loop only runs epochs: Keras' `fit` on one machine (`SingleMachine` below),
+or the custom loop across several (`multiworker.MultiWorker`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from digitrec.backend import keras, tf
+from digitrec.files import replace_dir
+from digitrec.modelfile import save_model
+from digitrec.params import TrainParams
+from digitrec.paths import TrainOutputs
+from digitrec.training import models
+from digitrec.training.callbacks import (
+    EpochLog,
+    PeriodicCheckpoint,
+    StopOnNonFiniteLoss,
+    SwapAveragedWeights,
+    open_live,
+)
+from digitrec.training.input import TrainingInput
+from digitrec.training.recipe import loss, make_optimizer
+from digitrec.training.resume import (
+    HISTORY_FILE,
+    announce,
+    merge_history,
+    read_history,
+    resume_state,
+)
+
+
+@dataclass
+class TrainResult:
+    model: keras.Model
+    history: dict[str, list[float]]  # per epoch, the interrupted run's epochs included
+    seconds: float                   # time spent training in this process
+    wrote_outputs: bool = True       # False on a multi-worker job's non-chief workers
+
+
+class Loop(Protocol):
+    """What runs a run's epochs. `workers` processes train side by side; only the chief's
+    outputs are kept and only it speaks."""
+
+    workers: int
+    is_chief: bool
+
+    def outputs_for(self, outputs: TrainOutputs) -> Any:
+        """A context manager giving the outputs this process writes (and cleaning up)."""
+
+    def scope(self) -> Any:
+        """The distribution scope the model and its optimizer are built in."""
+
+    def run_epochs(self, model: keras.Model, data: TrainingInput,
+                   callbacks: list[keras.callbacks.Callback], epochs: int,
+                   completed_epochs: int, verbose: int | str) -> dict[str, list[float]]:
+        """Train epochs `completed_epochs + 1` to `epochs`; return this run's history."""
+
+
+def train(config: TrainParams, prepared_dir: Path, outputs: TrainOutputs,
+          verbose: int | str = "auto") -> TrainResult:
+    """Train, log every epoch to DVCLive, checkpoint, resume if interrupted, save the model."""
+    models.check_name(config.model)  # before anything is touched
+    if config.strategy == "multi_worker":
+        from digitrec.training.multiworker import MultiWorker
+
+        loop: Loop = MultiWorker(config.batch_size)
+    else:
+        loop = SingleMachine(config.strategy)
+    with loop.outputs_for(outputs) as written:
+        return TrainingRun(config, prepared_dir, written, loop).execute(verbose)
+
+
+def seed_everything(seed: int) -> None:
+    """Same params, data and machine give the same numbers to the last digit."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+class TrainingRun:
+    """The sequence of one run; `execute` runs it with the loop it was given."""
+
+    def __init__(self, config: TrainParams, prepared_dir: Path, outputs: TrainOutputs,
+                 loop: Loop):
+        self.config, self.outputs, self.loop = config, outputs, loop
+        seed_everything(config.seed)
+        self.data = TrainingInput(config, prepared_dir, loop.workers)
+        self.state = resume_state(config, prepared_dir, outputs.model)
+        if loop.is_chief:
+            announce(self.state, config.epochs)
+
+    def execute(self, verbose: int | str) -> TrainResult:
+        """Build the model, train the epochs not done yet, and finish."""
+        with self.loop.scope():
+            model = self.build_model()
+        earlier = read_history(self.state.backup_dir / HISTORY_FILE, self.state.completed_epochs)
+        callbacks = self.callbacks(model.count_params(), earlier)
+        start = time.perf_counter()
+        history = self.loop.run_epochs(model, self.data, callbacks, self.config.epochs,
+                                       self.state.completed_epochs, verbose)
+        seconds = time.perf_counter() - start
+        save_model(model, self.outputs.model)
+        replace_dir(self.live_dir, self.outputs.metrics)
+        shutil.rmtree(self.state.backup_dir.parent, ignore_errors=True)
+        return TrainResult(model, merge_history(earlier, history), seconds, self.loop.is_chief)
+
+    @property
+    def live_dir(self) -> Path:
+        """Where DVCLive writes while the run lasts; it replaces the metrics folder only
+        when the run is complete, so a failed run leaves the previous logs in place."""
+        return self.outputs.metrics.with_name(f".{self.outputs.metrics.name}.partial")
+
+    def build_model(self) -> keras.Model:
+        """The registry model, compiled with the run's optimizer, loss and metric."""
+        model = models.build_model(self.config.model)
+        model.compile(optimizer=make_optimizer(self.config, self.data.steps_per_epoch),
+                      loss=loss(self.config.label_smoothing), metrics=["accuracy"])
+        return model
+
+    def callbacks(self, parameter_count: int, earlier: list[dict[str, float]]
+                  ) -> list[keras.callbacks.Callback]:
+        """What runs after every epoch, in this order: stop on a diverged loss, back up the
+        raw state, keep the history for resuming, log (validation already saw the averaged
+        weights), swap the averaged weights in, checkpoint them."""
+        backup_dir = self.state.backup_dir
+        backup_dir.mkdir(parents=True, exist_ok=True)
+        callbacks = [
+            StopOnNonFiniteLoss(),  # before the backup, which then keeps the last good epoch
+            keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch",
+                                             delete_checkpoint=False),
+            keras.callbacks.CSVLogger(str(backup_dir / HISTORY_FILE), append=True),
+            EpochLog(open_live(self.live_dir, parameter_count, earlier)),
+        ]
+        if self.config.ema:
+            callbacks.append(SwapAveragedWeights(swap_on_epoch=True))
+        callbacks.append(PeriodicCheckpoint(self.outputs.checkpoints,
+                                            self.config.checkpoint_every,
+                                            self.config.keep_checkpoints,
+                                            drop_older=not self.state.completed_epochs))
+        return callbacks
+
+
+class SingleMachine:
+    """Keras' `fit` on this machine: one device, or all local GPUs mirrored when there are
+    several (`train.strategy: auto`), or `mirrored` on request."""
+
+    workers = 1
+    is_chief = True
+
+    def __init__(self, strategy: str):
+        self.strategy_name = strategy
+        self._strategy: tf.distribute.Strategy | None = None
+
+    @contextmanager
+    def outputs_for(self, outputs: TrainOutputs) -> Iterator[TrainOutputs]:
+        yield outputs
+
+    def scope(self) -> Any:
+        if self._strategy is None:  # made once the run has seeded TensorFlow
+            gpus = tf.config.list_logical_devices("GPU")
+            mirrored = self.strategy_name == "mirrored" or len(gpus) > 1
+            self._strategy = (tf.distribute.MirroredStrategy() if mirrored
+                              else tf.distribute.get_strategy())
+        return self._strategy.scope()
+
+    def run_epochs(self, model: keras.Model, data: TrainingInput,
+                   callbacks: list[keras.callbacks.Callback], epochs: int,
+                   completed_epochs: int, verbose: int | str) -> dict[str, list[float]]:
+        fit = model.fit(
+            data.training(skip_epochs=completed_epochs),
+            epochs=epochs,
+            steps_per_epoch=data.steps_per_epoch,
+            validation_data=data.validation(),
+            shuffle=False,  # the dataset shuffles itself, with its own seed
+            verbose=verbose,
+            callbacks=callbacks,
+        )
+        return fit.history
+
