@@ -1,0 +1,36 @@
+"""The negatives generator: deterministic, MNIST-shaped, centred, varied, font-independent."""
+
+import numpy as np
+from scipy import ndimage
+
+from digitrec.data.negatives import draw_negatives, glyphs
+
+
+def test_same_seed_same_pictures_other_seed_others():
+    a = draw_negatives(40, seed=3)
+    assert np.array_equal(a, draw_negatives(40, seed=3))
+    assert not np.array_equal(a, draw_negatives(40, seed=4))
+
+
+def test_shape_range_and_centred_ink():
+    pictures = draw_negatives(60, seed=0)
+    assert pictures.shape == (60, 28, 28) and pictures.dtype == np.float32
+    assert pictures.min() >= 0.0 and pictures.max() <= 1.0
+    inked = [p for p in pictures if (p > 0.5).sum() > 20]
+    assert len(inked) > 30
+    for picture in inked:
+        cy, cx = ndimage.center_of_mass(picture)
+        assert abs(cy - 13.5) < 2.5 and abs(cx - 13.5) < 2.5
+
+
+def test_pictures_vary():
+    pictures = draw_negatives(50, seed=1).reshape(50, -1)
+    distinct = {p.tobytes() for p in pictures}
+    assert len(distinct) > 40
+
+
+def test_no_digit_like_text_and_builtin_font_works(monkeypatch):
+    assert not set("0123456789") & set("".join(glyphs.texts()))
+    monkeypatch.setattr(glyphs, "font_paths", lambda: ())
+    pictures = draw_negatives(20, seed=2)
+    assert (pictures > 0.5).any(axis=(1, 2)).sum() > 10
