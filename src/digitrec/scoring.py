@@ -109,3 +109,18 @@ def per_class_rows(scored: Scores, class_names: Sequence[str]) -> list[list[Any]
     return [[name, round(float(figures["recall"][i]), 6), round(float(figures["precision"][i]), 6),
              round(float(figures["f1"][i]), 6), int(figures["support"][i])]
             for i, name in enumerate(class_names)]
+
+
+def refusal_auroc(digit_probabilities: np.ndarray, negative_probabilities: np.ndarray) -> float:
+    """How well the most probable class's probability tells digits (positives) from
+    negatives: the chance a random digit scores above a random negative (ties count half),
+    by the rank-sum (Mann-Whitney) formula. 0.5 when either side is empty."""
+    from scipy.stats import rankdata
+
+    positives = np.asarray(digit_probabilities).max(axis=1)
+    negatives = np.asarray(negative_probabilities).max(axis=1)
+    if not len(positives) or not len(negatives):
+        return 0.5
+    ranks = rankdata(np.concatenate([positives, negatives]))
+    rank_sum = ranks[: len(positives)].sum() - len(positives) * (len(positives) + 1) / 2
+    return float(rank_sum / (len(positives) * len(negatives)))
