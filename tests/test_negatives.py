@@ -34,3 +34,18 @@ def test_no_digit_like_text_and_builtin_font_works(monkeypatch):
     monkeypatch.setattr(glyphs, "font_paths", lambda: ())
     pictures = draw_negatives(20, seed=2)
     assert (pictures > 0.5).any(axis=(1, 2)).sum() > 10
+
+
+def test_fragments_keep_little_of_a_digit_and_are_deterministic():
+    from digitrec.data.negatives.fragments import MAX_SHARE, digit_fragments
+
+    digit = np.zeros((28, 28), dtype=np.float32)
+    digit[4:24, 12:16] = 1.0   # a tall "1"
+    digit[4:8, 8:20] = 1.0
+    digits = np.stack([digit, digit.T])
+    pieces = digit_fragments(digits, 12, seed=5)
+    assert np.array_equal(pieces, digit_fragments(digits, 12, seed=5))
+    assert pieces.shape == (12, 28, 28) and pieces.max() <= 1.0
+    assert (pieces.sum(axis=(1, 2)) > 0).all()
+    assert (pieces.sum(axis=(1, 2)) <= MAX_SHARE * digit.sum() + 1e-3).all()
+    assert ((pieces > 0.5).any(axis=1).sum(axis=1) < 10).all()  # never tall like the digit
