@@ -49,3 +49,14 @@ def test_fragments_keep_little_of_a_digit_and_are_deterministic():
     assert (pieces.sum(axis=(1, 2)) > 0).all()
     assert (pieces.sum(axis=(1, 2)) <= MAX_SHARE * digit.sum() + 1e-3).all()
     assert ((pieces > 0.5).any(axis=1).sum(axis=1) < 10).all()  # never tall like the digit
+
+
+def test_negatives_written_and_loaded(tmp_path):
+    from digitrec.data.prepared import load_negatives, write_negatives
+
+    assert load_negatives(tmp_path, "val").shape == (0, 28, 28, 1)
+    pictures = draw_negatives(6, seed=0)
+    write_negatives(tmp_path, "val", pictures)
+    loaded = load_negatives(tmp_path, "val")
+    assert loaded.shape == (6, 28, 28, 1) and np.array_equal(loaded[..., 0], pictures)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["val_negatives.npy"]

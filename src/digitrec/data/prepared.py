@@ -109,3 +109,25 @@ def load_redrawn(prepared_dir: Path) -> np.ndarray:
     if not path.exists():
         raise DigitrecError(f"{path}: not found; run the prepare stage again")
     return np.load(path, mmap_mode="r")
+
+
+def negatives_file(split: str) -> str:
+    return f"{split}_negatives.npy"
+
+
+def write_negatives(out_dir: Path, split: str, negatives: np.ndarray) -> None:
+    """Write a split's negatives (pictures with no digit) as float32 (N, 28, 28, 1),
+    through a temporary file so a failed write leaves what was there."""
+    path = out_dir / negatives_file(split)
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, np.asarray(negatives, dtype=np.float32).reshape(-1, *IMAGE_SHAPE))
+    tmp.replace(path)
+
+
+def load_negatives(prepared_dir: Path, split: str) -> np.ndarray:
+    """Memory-map a split's negatives; an empty (0, 28, 28, 1) array when the dataset has
+    none (Fashion-MNIST: every picture is some class, there is nothing to refuse)."""
+    path = prepared_dir / negatives_file(split)
+    if not path.exists():
+        return np.zeros((0, *IMAGE_SHAPE), dtype=np.float32)
+    return np.load(path, mmap_mode="r")
