@@ -60,3 +60,10 @@ def test_negatives_written_and_loaded(tmp_path):
     loaded = load_negatives(tmp_path, "val")
     assert loaded.shape == (6, 28, 28, 1) and np.array_equal(loaded[..., 0], pictures)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["val_negatives.npy"]
+
+
+def test_glyph_a_font_lacks_is_never_drawn():
+    from PIL import ImageFont
+
+    font = ImageFont.load_default(48)
+    assert glyphs._missing(font, "\U0010fffe") and not glyphs._missing(font, "k")

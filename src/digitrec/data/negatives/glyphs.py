@@ -41,6 +41,15 @@ def _font(path: str | None, size: int) -> ImageFont.ImageFont | ImageFont.FreeTy
         return ImageFont.load_default(size)
 
 
+def _bitmap(font: ImageFont.ImageFont | ImageFont.FreeTypeFont, text: str) -> bytes:
+    return bytes(font.getmask(text))
+
+
+def _missing(font: ImageFont.ImageFont | ImageFont.FreeTypeFont, text: str) -> bool:
+    """True when `font` has no glyph for `text` (it draws the same as an unassigned code)."""
+    return any(_bitmap(font, c) == _bitmap(font, "\U0010fffd") for c in text)
+
+
 def texts() -> list[str]:
     """Every text a glyph negative may show (none of them digit-like)."""
     singles = [c for c in LETTERS + OTHER_SCRIPTS + SYMBOLS if c not in DIGIT_LIKE]
@@ -54,6 +63,10 @@ def render_text(rng: np.random.Generator) -> np.ndarray:
     paths = font_paths()
     path = paths[rng.integers(len(paths))] if paths else None
     font = _font(path, 48)
+    if not text.isascii() and _missing(font, text):
+        # A font without the glyph draws a box, which reads as a 0: use a letter instead.
+        text = LETTERS[rng.integers(len(LETTERS))]
+        text = "x" if text in DIGIT_LIKE else text
     canvas = Image.new("L", (160, 96), 0)
     ImageDraw.Draw(canvas).text((20, 10), text, fill=255, font=font)
     angle = float(rng.uniform(-20, 20))
