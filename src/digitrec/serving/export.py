@@ -27,6 +27,7 @@ import numpy as np
 from digitrec import scoring
 from digitrec.errors import DigitrecError
 from digitrec.files import make_shareable, replace_dir
+from digitrec.paths import MODEL
 
 TOLERANCE = 1e-4
 EXTRA = 'pip install "digitrec[export]"'
@@ -126,6 +127,14 @@ FORMATS: dict[str, Format] = {
                    "ONNX Runtime"),
     "tflite": Format("litert", ".tflite", run_tflite, (), "TensorFlow Lite / LiteRT"),
 }
+
+
+def default_output(format: str) -> Path:
+    """Where `digitrec export` writes a format when not told: beside the model, named after
+    it (`models/model.onnx`), or `models/savedmodel/` (git-ignored, as they are made from a
+    model DVC tracks)."""
+    suffix = FORMATS[format].suffix
+    return MODEL.with_suffix(suffix) if suffix else MODEL.parent / format
 
 
 def require_tools(format: str) -> None:
