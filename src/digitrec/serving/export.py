@@ -33,6 +33,7 @@ from digitrec.files import (
     staging_dir,
     starts_with,
 )
+from digitrec.paths import MODEL
 
 TOLERANCE = 1e-4
 EXTRA = 'pip install "digitrec[export]"'
@@ -139,6 +140,14 @@ FORMATS: dict[str, Format] = {
     "tflite": Format("litert", ".tflite", run_tflite, (), "TensorFlow Lite / LiteRT",
                      Kind("a TensorFlow Lite model", starts_with(b"TFL3", offset=4))),
 }
+
+
+def default_output(format: str) -> Path:
+    """Where `digitrec export` writes a format when not told: beside the model, named after
+    it (`models/model.onnx`), or `models/savedmodel/` (git-ignored, as they are made from a
+    model DVC tracks)."""
+    suffix = FORMATS[format].suffix
+    return MODEL.with_suffix(suffix) if suffix else MODEL.parent / format
 
 
 def require_tools(format: str) -> None:
