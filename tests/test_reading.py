@@ -74,7 +74,7 @@ def test_numbers_are_read_whole_left_to_right(model_file, tmp_path):
     assert rows["close.png"]["text"] == "0869"  # leading zero kept, as text
     assert rows["apart.png"]["prediction"] == ""  # the single-digit columns: one digit only
     assert rows["lone.png"]["prediction"] == "7" and rows["lone.png"]["p7"] != ""
-    records = {r["file"]: r for r in json.loads(outputs.readings.read_text())}
+    records = {r["file"]: r for r in json.loads(outputs.readings.read_text())["pictures"]}
     boxes = [c["box"] for c in records["apart.png"]["characters"]]
     width, height = Image.open(folder / "apart.png").size
     assert [c["digit"] for c in records["apart.png"]["characters"]] == [4, 0, 7, 1]

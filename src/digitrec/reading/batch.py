@@ -45,6 +45,7 @@ UNSURE_BELOW = PredictParams().unsure_below  # readings less confident are marke
 CHUNK = 256                 # pictures decoded and predicted at a time
 SHEET_LIMIT = 200           # pictures drawn on the contact sheet; the CSV has them all
 PROGRESS_FROM = 2 * CHUNK   # a progress bar (on a terminal) for folders at least this big
+LEGACY_COLUMNS = ("file", "prediction")  # predictions.csv before numbers were read
 HEADLINE = ("images", "failed", "unsure", "not_digits", "accuracy", "digit_accuracy")
 KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device",
          stat.S_IFBLK: "a device", stat.S_IFDIR: "a folder that could not be listed"}
@@ -111,7 +112,7 @@ class BatchOutputs:
     def check(self, inputs: Sequence[Path], class_names: Sequence[str]) -> None:
         """Refuse, before any work, an output that would destroy what is there
         (`files.check_output`); `inputs` are the model, labels files and pictures."""
-        for path, kind in ((self.csv, csv_kind(columns(class_names))),
+        for path, kind in ((self.csv, csv_kind(columns(class_names), LEGACY_COLUMNS)),
                            (self.contact_sheet, PNG), (self.metrics, JSON),
                            (self.readings, JSON)):
             if path is not None:
@@ -372,8 +373,8 @@ def write_outputs(batch: BatchReport, outputs: BatchOutputs) -> None:
     if outputs.csv is not None:
         write_csv(Path(outputs.csv), batch.readings, batch.class_names)
     if outputs.readings is not None:
-        atomic_write_json(Path(outputs.readings),
-                          [reading_record(r, batch.class_names) for r in batch.readings])
+        atomic_write_json(Path(outputs.readings), {"pictures": [
+            reading_record(r, batch.class_names) for r in batch.readings]})
     if outputs.contact_sheet is not None:
         from digitrec.reading.sheet import draw_contact_sheet
 
