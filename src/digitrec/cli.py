@@ -45,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     reader.add_argument("--model", default=str(DEFAULT_MODEL),
                         help="a trained model (default: %(default)s)")
     reader.add_argument("--csv", metavar="OUT.csv", help="also write the predictions as CSV")
+    reader.add_argument("--force", action="store_true",
+                        help="overwrite an existing file at --csv that is not an earlier "
+                             "predictions CSV")
     reader.add_argument("--unsure-below", type=float, default=PredictParams().unsure_below,
                         metavar="P",
                         help="mark readings less confident than this unsure "
@@ -65,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                           help="where to write it (a folder for savedmodel, else a file; "
                                "default: " + ", ".join(f"{str(default_output(name))} for {name}"
                                                         for name in FORMATS) + ")")
+    exporter.add_argument("--force", action="store_true",
+                          help="overwrite an existing file or folder at --output that is "
+                               "not an earlier export of this format")
     commands.add_parser("doctor", help="check this project: params, DVC remote, model")
     args = parser.parse_args(argv)
     if args.command == "doctor":
@@ -73,12 +79,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         run_command(doctor)
     if args.command == "predict":
         run_command(lambda: predict_command(args.paths, project_model(args.model), args.csv,
-                                            args.unsure_below))
+                                            args.unsure_below, force=args.force))
     if args.command == "serve":
         run_command(lambda: serve_command(project_model(args.model), args.host, args.port))
     if args.command == "export":
-        output = args.output or str(default_output(args.format))
-        run_command(lambda: export_command(project_model(args.model), args.format, output))
+        output = str(default_output(args.format)) if args.output is None else args.output
+        run_command(lambda: export_command(project_model(args.model), args.format, output,
+                                           force=args.force))
     run_command(lambda: run_stage_script(args.command, args.params))
 
 
@@ -102,13 +109,15 @@ def run_stage_script(name: str, params_file: str) -> None:
 
 def predict_command(paths: Sequence[str], model: str, csv_path: str | None,
                     unsure_below: float = PredictParams().unsure_below,
-                    class_names: Sequence[str] | None = None) -> str:
+                    class_names: Sequence[str] | None = None, force: bool = False) -> str:
     """`digitrec predict`: one line per picture, warnings, the misread labelled pictures,
     then a summary with the accuracy when a folder holds labels.csv."""
     from digitrec.reading.batch import BatchOutputs, NothingReadable, predict_batch, summary_line
 
     names = tuple(class_names or project_class_names())
-    outputs = BatchOutputs(csv=Path(csv_path) if csv_path else None)
+    if csv_path == "":
+        raise DigitrecError("--csv: an empty file name; give the CSV file to write")
+    outputs = BatchOutputs(csv=Path(csv_path) if csv_path else None, force=force)
     if hasattr(sys.stdout, "reconfigure"):  # a name no terminal encoding can show: escaped
         sys.stdout.reconfigure(errors="backslashreplace")
     try:
@@ -157,11 +166,13 @@ def serve_command(model: str, host: str, port: int) -> str:
     return serve(Path(model), host, port, announce=lambda line: print(line, flush=True))
 
 
-def export_command(model: str, format: str, output: str) -> str:
+def export_command(model: str, format: str, output: str, force: bool = False) -> str:
     """`digitrec export`: write the model in another format, checked against Keras."""
     from digitrec.serving.export import export
 
-    check = export(Path(model), format, Path(output))
+    if not output:
+        raise DigitrecError("--output: an empty name; give the file or folder to write")
+    check = export(Path(model), format, Path(output), force=force)
     return (f"wrote {output} ({format}); checked on {check.count} digits: same answers as "
             f"Keras, largest difference {check.max_difference:.1e}")
 
