@@ -1,5 +1,5 @@
 """Test helpers: small MNIST-like data the tests make themselves, a loopback mirror, and
-the README's commands as a user would run them."""
+the documentation's commands as a user would run them."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import re
 import shlex
 import socket
 import ssl
+import subprocess
 import threading
 import time
 import zlib
@@ -291,20 +292,46 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
 
 
-def readme_command(start: str) -> list[str]:
-    """The README's first shell command that starts with `start`, its continuation lines
-    joined and a trailing comment dropped, split as the shell would: what a user copies."""
-    lines = iter(README.read_text().splitlines())
+def committed_params_text() -> str:
+    """`params.yaml` as committed (`git show HEAD:params.yaml`), not the working copy: a
+    user edits that one (for a local mirror, say, or by applying an experiment), and the
+    tests must pass whatever it holds. Outside a git checkout (an unpacked sdist) the file
+    itself is the shipped one."""
+    try:
+        shown = subprocess.run(["git", "-C", str(ROOT), "show", "HEAD:params.yaml"],
+                               capture_output=True, text=True, timeout=30)
+    except OSError:  # no git
+        return (ROOT / "params.yaml").read_text()
+    if shown.returncode != 0:  # not a checkout, or the file not committed yet
+        return (ROOT / "params.yaml").read_text()
+    return shown.stdout
+
+
+def doc_command(start: str, page: str) -> list[str]:
+    """The first shell command in `docs/PAGE` that starts with `start`, its continuation
+    lines joined and a trailing comment dropped, split as the shell would: what a user
+    copies."""
+    lines = iter((DOCS / page).read_text().splitlines())
     for line in lines:
         if line.startswith(start):
             command = line
             while command.endswith("\\"):
                 command = command[:-1] + next(lines)
             return shlex.split(command, comments=True)
-    raise AssertionError(f"README.md has no command starting with {start!r}")
+    raise AssertionError(f"docs/{page} has no command starting with {start!r}")
+
+
+def doc_block(page: str, after: str, language: str = "bash") -> str:
+    """The first ```LANGUAGE block of `docs/PAGE` after the text `after`."""
+    text = (DOCS / page).read_text()
+    if after not in text:
+        raise AssertionError(f"docs/{page} has no {after!r}")
+    rest = text.split(after, 1)[1]
+    return rest.split(f"```{language}\n", 1)[1].split("```", 1)[0]
 
 
 def flat_keys(values: dict, prefix: str = "") -> set[str]:

@@ -13,6 +13,7 @@ import yaml
 from helpers import (
     MirrorServer,
     Reply,
+    committed_params_text,
     dataset_for,
     empty_deflate_blocks,
     folder_digest,
@@ -346,7 +347,7 @@ def test_killed_download_then_the_next_run_cleans_up(tmp_path, mirror, arrays, s
     mirror.replies[path] = Reply(pieces(archive_of(arrays[TRAIN_IMAGES]), 1000), pause=0.05)
     project = tmp_path / "project"
     project.mkdir()
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = yaml.safe_load(committed_params_text())
     params["download"].update(mirrors=[mirror.url("slow/")], verify=False, min_speed=0)
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     process = subprocess.Popen([sys.executable, str(ROOT / "stages" / "download.py")],
@@ -437,7 +438,7 @@ def test_unverified_subset_still_needs_valid_idx(tmp_path, mirror, arrays, datas
 
 
 def test_stage_failure_is_one_message_without_traceback(tmp_path, mirror):
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = yaml.safe_load(committed_params_text())
     params["download"]["mirrors"] = [mirror.url("nothing/")]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = subprocess.run(

@@ -283,12 +283,14 @@ def test_hostile_input_gets_a_clear_answer(tmp_path, model_file, bad_models, cas
     run.update(case.arrange(folder, bad_models))
     outputs = predict.BatchOutputs(csv=run["csv"], contact_sheet=tmp_path / "out" / "sheet.png",
                               metrics=tmp_path / "out" / "predict.json")
-    previous = []  # a previous run's outputs, which a failure must keep
-    for path in outputs.paths():
+    previous = {}  # a previous run's outputs, which a failure must keep
+    for path, content in zip(outputs.paths(), (b"file,prediction,previous\n",
+                                               b"\x89PNG\r\n\x1a\nprevious",
+                                               b'{"previous": 1}'), strict=True):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(b"previous")
-            previous.append(path)
+            path.write_bytes(content)
+            previous[path] = content
         except OSError:
             pass  # the places no CSV can be written
 
@@ -296,7 +298,8 @@ def test_hostile_input_gets_a_clear_answer(tmp_path, model_file, bad_models, cas
         with pytest.raises(predict.DigitrecError, match=case.raises) as error:
             predict.predict_batch(run["model"], run["paths"], outputs)
         assert "\n" not in str(error.value)
-        assert previous and all(path.read_bytes() == b"previous" for path in previous)
+        assert previous and all(path.read_bytes() == content
+                                for path, content in previous.items())
         return
 
     batch = predict.predict_batch(run["model"], run["paths"], outputs)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import flat_keys, readme_command
+from helpers import committed_params_text, doc_command, flat_keys
 
 from digitrec import codedeps
 from digitrec.params import SECTIONS
@@ -105,12 +105,12 @@ def interpolated(text: str, params: dict) -> str:
 
 def test_readme_exp_show_hides_the_dependencies_and_the_params_no_stage_tracks():
     """`dvc exp show` has a column per dependency and per params.yaml key, tracked or not:
-    the README's command hides the dependencies and the keys no stage names in its params,
+    the docs' command hides the dependencies and the keys no stage names in its params,
     and nothing else."""
-    command = readme_command("dvc exp show --drop")
+    command = doc_command("dvc exp show --drop", "experiments.md")
     drops = [command[at + 1] for at, arg in enumerate(command) if arg == "--drop"]
     hidden = re.compile("|".join(drops))  # as DVC joins them, matched at a column's start
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = yaml.safe_load(committed_params_text())
     deps = {interpolated(dep, params) for stage in STAGES.values() for dep in stage["deps"]}
     named = set().union(*map(named_params, STAGES.values()))
     columns = deps | flat_keys(params)

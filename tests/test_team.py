@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import flat_keys, readme_command, synthetic_dataset_arrays, write_archives
+from helpers import doc_command, flat_keys, synthetic_dataset_arrays, write_archives
 
 pytestmark = pytest.mark.slow
 
@@ -129,7 +129,7 @@ def test_experiments_run_queue_and_show(pipeline_run):
     # The README's command fits a terminal: every headline metric, params and no dependency.
     # Not counted: rev, typ and parent, which only --csv has (the table merges them into
     # Experiment), and the queue's State and Executor, shown while it holds tasks.
-    command = readme_command("dvc exp show --drop")
+    command = doc_command("dvc exp show --drop", "experiments.md")
     header = project.dvc(*command[1:], "--csv").stdout.splitlines()[0].split(",")
     table = [column for column in header
              if column not in ("rev", "typ", "parent", "State", "Executor")]

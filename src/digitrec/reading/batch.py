@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import stat
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from digitrec.errors import DigitrecError
-from digitrec.files import atomic_write_csv, atomic_write_json
+from digitrec.files import JSON, PNG, atomic_write_csv, atomic_write_json, check_output, csv_kind
 from digitrec.parallel import worker_pool
 from digitrec.params import PredictParams
 from digitrec.reading.classify import read_cleaned
@@ -69,14 +68,26 @@ class Reading:
 
 @dataclass
 class BatchOutputs:
-    """Where to write; None skips that output."""
+    """Where to write; None skips that output. `force` replaces an existing file that is
+    not an earlier output of the same kind (never a device, a link or an input)."""
 
     csv: Path | None = None
     contact_sheet: Path | None = None
     metrics: Path | None = None
+    force: bool = False
+    forced_by: str = "--force"  # how the user forces it, in the message ("": cannot)
 
     def paths(self) -> list[Path]:
         return [Path(p) for p in (self.csv, self.contact_sheet, self.metrics) if p is not None]
+
+    def check(self, inputs: Sequence[Path], class_names: Sequence[str]) -> None:
+        """Refuse, before any work, an output that would destroy what is there
+        (`files.check_output`); `inputs` are the model, labels files and pictures."""
+        for path, kind in ((self.csv, csv_kind(columns(class_names))),
+                           (self.contact_sheet, PNG), (self.metrics, JSON)):
+            if path is not None:
+                check_output(path, kind, inputs=inputs, force=self.force,
+                             forced_by=self.forced_by)
 
 
 @dataclass
@@ -222,26 +233,6 @@ def require_some(readings: list[Reading], where: str) -> None:
                               f"a picture of a digit", readings)
 
 
-def check_writable(path: Path) -> None:
-    """Fail before any work if `path` could not be written: a folder, or a place where no
-    file can be created (a file in the way, a read-only file system)."""
-    if path.is_dir():
-        raise DigitrecError(f"{readable(path)}: is a folder; give a file name to write")
-    folder = path.parent
-    while not os.path.lexists(folder) and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise DigitrecError(f"{readable(path)}: cannot write there: {readable(folder)} is "
-                            f"not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".digitrec-write-test.")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise DigitrecError(f"{readable(path)}: cannot write there: "
-                            f"{exc.strerror or exc}") from None
-
-
 def columns(class_names: Sequence[str] = DIGITS) -> list[str]:
     return ["file", "prediction", "class", "confidence", "unsure",
             *[f"p{i}" for i in range(len(class_names))], "error"]
@@ -280,18 +271,19 @@ def predict_batch(model_path: str | os.PathLike, paths: Sequence[str | Path],
                   threshold: float = UNSURE_BELOW, progress: bool = False) -> BatchReport:
     """Read every picture under `paths` with the model and write the outputs asked for.
 
-    Checked before any work: the output places, the labels files, that there are pictures;
+    Checked before any work: the labels files, the output places (never an input), that
+    there are pictures;
     then the model, before any picture is decoded. Nothing is written unless at least one
     picture was read, so a failing run leaves earlier outputs as they were.
     """
     outputs = outputs or BatchOutputs()
     if not 0 <= threshold <= 1:
         raise DigitrecError(f"unsure threshold {threshold} is not between 0 and 1")
-    for path in outputs.paths():
-        check_writable(path)
     where = ", ".join(readable(p) for p in paths)
     labels = folder_labels(paths, class_names)
     pictures = find_pictures(paths)
+    outputs.check([Path(model_path), *(Path(p) / LABELS_FILE for p in paths),
+                   *(path for _, path in pictures)], class_names)
     if not pictures:
         raise DigitrecError(f"{where}: no pictures found")
     readings = predict_pictures(Path(model_path), pictures, num_classes=len(class_names),
