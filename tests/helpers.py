@@ -336,6 +336,26 @@ def doc_command(start: str, page: str) -> list[str]:
     raise AssertionError(f"docs/{page} has no command starting with {start!r}")
 
 
+def shell_commands(text: str) -> list[list[str]]:
+    """The shell commands of a block of text, continuation lines joined and comments
+    dropped, each split as the shell would: what a user pastes."""
+    commands, pending = [], ""
+    for line in text.splitlines():
+        if line.endswith("\\"):
+            pending += line[:-1]
+            continue
+        words = shlex.split(pending + line, comments=True)
+        pending = ""
+        if words:
+            commands.append(words)
+    return commands
+
+
+def doc_commands(page: str, after: str) -> list[list[str]]:
+    """The shell commands of the first ```bash block of `docs/PAGE` after the text `after`."""
+    return shell_commands(doc_block(page, after))
+
+
 def doc_block(page: str, after: str, language: str = "bash") -> str:
     """The first ```LANGUAGE block of `docs/PAGE` after the text `after`."""
     text = (DOCS / page).read_text()
