@@ -32,6 +32,10 @@ class ImageProblem(DigitrecError):
     """A picture that cannot be read as a digit; the message says why."""
 
 
+class BlankPicture(ImageProblem):
+    """A picture with no ink on it: read, and holding no digit (`not_digits`)."""
+
+
 def load_image(source: str | Path | BinaryIO) -> Image.Image:
     """Open the first frame of a picture, upright, refusing decompression bombs.
 

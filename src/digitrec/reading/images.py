@@ -35,7 +35,7 @@ from scipy import ndimage
 from digitrec.reading.decode import (
     SOURCE_SIZE,
     UNDO_TRANSPOSE,
-    ImageProblem,
+    BlankPicture,
     load_oriented,
     to_working_size,
 )
@@ -156,7 +156,7 @@ def find_ink(flat: np.ndarray) -> np.ndarray:
     """
     contrast = ink_level(flat)
     if contrast < MIN_CONTRAST:
-        raise ImageProblem("no ink found: the picture looks blank")
+        raise BlankPicture("no ink found: the picture looks blank")
     normalised = np.clip(flat / contrast, 0, 1)
     # Hysteresis, as in edge detection: faint ink counts when it touches clear ink, so a
     # lightly drawn stroke stays attached to its digit while faint smudges do not.
@@ -165,7 +165,7 @@ def find_ink(flat: np.ndarray) -> np.ndarray:
     weak = normalised > max(threshold / 2, 0.12)
     labels, count = ndimage.label(weak, structure=EIGHT_CONNECTED)
     if count == 0 or not strong.any():
-        raise ImageProblem("no ink found: the picture looks blank")
+        raise BlankPicture("no ink found: the picture looks blank")
     has_strong = np.bincount(labels[strong], minlength=count + 1) > 0
     has_strong[0] = False
     labels = np.where(has_strong[labels], labels, 0)
