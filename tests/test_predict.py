@@ -537,8 +537,8 @@ def test_a_doubtful_exif_turn_keeps_the_more_confident_reading():
 
     def cleaned(digit, as_stored=None):
         ways = [digit] if as_stored is None else [digit, as_stored]
-        layouts = [Layout([Candidate(0, 1, 1, 0, way[None], [(0, 0, 28, 28)], [1.0])], 1, 1.0,
-                          turned=way is digit) for way in ways]
+        layouts = [Layout([Candidate(0, 1, 1, 0, way[None], [(0, 0, 28, 28)], [1.0])],
+                          [(0, 0, 28, 28)], 1.0, turned=way is digit) for way in ways]
         return Cleaned(digit, True, None, as_stored, layouts=layouts)
 
     top, bottom = np.zeros((28, 28), np.float32), np.zeros((28, 28), np.float32)
