@@ -121,6 +121,8 @@ class MirrorServer:
     is dropped, the first time only. `ranges`: whether Range requests get 206. `replies`:
     path -> a scripted Reply (endless, trickling, lying...). `sent`: path -> body bytes sent
     of a Reply (present once its headers were all sent). `tls`: serve HTTPS instead.
+    `auth`: the Basic `Authorization` value every request must carry, else 401;
+    `authorizations` records what each request carried.
     """
 
     root: Path
@@ -132,6 +134,8 @@ class MirrorServer:
     user_agents: set[str] = field(default_factory=set)
     sent: dict[str, int] = field(default_factory=dict)
     tls: tuple[Path, Path] | None = None  # (certificate, key)
+    auth: str | None = None
+    authorizations: list[str | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         server = self
@@ -145,6 +149,13 @@ class MirrorServer:
                 range_header = self.headers.get("Range")
                 server.requests.append((self.path, range_header))
                 server.user_agents.add(self.headers.get("User-Agent", ""))
+                server.authorizations.append(self.headers.get("Authorization"))
+                if server.auth is not None and self.headers.get("Authorization") != server.auth:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="mirror"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if self.path in server.replies:
                     self.close_connection = True
                     with contextlib.suppress(OSError):  # the client hung up, as it should

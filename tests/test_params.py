@@ -105,6 +105,11 @@ BAD = [
     ("download", "mirrors", ["file://host/x"], "download.mirrors: expected a list of mirrors"),
     ("download", "mirrors", ["http://[::1"], "download.mirrors: expected a list of mirrors"),
     ("download", "mirrors", ["/tmp\0x"], "download.mirrors: expected a list of mirrors"),
+    ("download", "mirrors", ["http://host/with space/"], "download.mirrors: expected a list"),
+    ("download", "mirrors", ["http://host/x\x1b[2J"], "download.mirrors: expected a list"),
+    ("download", "mirrors", ["http://u:p@/x"], "download.mirrors: expected a list"),
+    ("download", "mirrors", ["http://reader:" + "TOKEN" * 20 + "@host/", "ftp://x/"],
+     "got ['http://reader:***@host/', 'ftp://x/']"),
     ("predict", None, "pictures/", "predict: expected a mapping of settings"),
     ("dataset", None, "kmnist", "dataset: expected one of mnist, fashion_mnist, got 'kmnist'"),
 ]
@@ -120,6 +125,7 @@ def test_bad_params_are_one_clear_error(tmp_path, section, key, value, message):
     assert message in str(error.value)
     assert str(error.value).startswith(f"{path}: ")
     assert "\n" not in str(error.value)
+    assert "TOKEN" not in str(error.value)
 
 
 def test_good_forms_are_read():
