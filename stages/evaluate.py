@@ -12,9 +12,11 @@ from digitrec.paths import EVAL_METRICS, EVAL_PLOTS, MODEL, PREPARED
 def main(params_file: Path) -> str:
     dataset = get_dataset(read_params("dataset", path=params_file).dataset)
     metrics = evaluate(MODEL, PREPARED, EVAL_METRICS, EVAL_PLOTS, dataset.class_names)
+    refusal = (f", refusal AUROC {metrics['refusal_auroc']:.4f}" if "refusal_auroc" in metrics
+               else "")
     return (f"evaluate: test accuracy {metrics['accuracy']:.4f} ({metrics['error_count']} "
-            f"errors), macro-F1 {metrics['macro_f1']:.4f}, val accuracy "
-            f"{metrics['val']['accuracy']:.4f}; wrote {EVAL_METRICS}")
+            f"errors), macro-F1 {metrics['macro_f1']:.4f}, ECE {metrics['ece']:.4f}{refusal}, "
+            f"val accuracy {metrics['val']['accuracy']:.4f}; wrote {EVAL_METRICS}")
 
 
 if __name__ == "__main__":

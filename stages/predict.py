@@ -10,7 +10,8 @@ from digitrec.paths import MODEL, PREDICT_METRICS, PREDICTIONS
 from digitrec.reading.batch import BatchOutputs, NothingReadable, predict_batch, summary_line
 
 OUTPUTS = BatchOutputs(csv=PREDICTIONS / "predictions.csv",
-                       contact_sheet=PREDICTIONS / "contact_sheet.png", metrics=PREDICT_METRICS)
+                       contact_sheet=PREDICTIONS / "contact_sheet.png", metrics=PREDICT_METRICS,
+                       readings=PREDICTIONS / "readings.json", forced_by="")
 SHOWN_ERRORS = 20  # when nothing could be read, why, for this many pictures
 
 

@@ -1,7 +1,9 @@
-"""DVC stage `prepare`: split, normalise and describe data/raw/ into data/prepared/."""
+"""DVC stage `prepare`: split, normalise and describe data/raw/ into data/prepared/, with
+each split's negatives when the dataset has them."""
 
 from pathlib import Path
 
+from digitrec.catalog import get_dataset
 from digitrec.data.prepared import SPLITS
 from digitrec.data.splits import prepare
 from digitrec.errors import run_command
@@ -10,10 +12,15 @@ from digitrec.paths import PREPARED, RAW
 
 
 def main(params_file: Path) -> str:
-    options = read_params("prepare", path=params_file).prepare
-    manifest = prepare(RAW, PREPARED, options.val_size, options.seed)
-    counts = ", ".join(f"{split} {manifest['splits'][split]['count']}" for split in SPLITS)
-    return f"prepare: {counts} images in {PREPARED}/"
+    params = read_params("dataset", "prepare", path=params_file)
+    options = params.prepare
+    negatives = options.negatives if get_dataset(params.dataset).negatives else 0.0
+    manifest = prepare(RAW, PREPARED, options.val_size, options.seed, negatives)
+    splits = manifest["splits"]
+    counts = ", ".join(f"{split} {splits[split]['count']}" for split in SPLITS)
+    drawn = sum(splits[split].get("negatives", 0) for split in SPLITS)
+    extra = f" and {drawn} negatives" if drawn else ""
+    return f"prepare: {counts} images{extra} in {PREPARED}/"
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ def main(params_file: Path) -> str:
     val_accuracy = result.history["val_accuracy"][-1]
     return (f"train: {config.model} ({result.model.count_params():,} parameters), "
             f"{config.epochs} epochs in {result.seconds:.1f} s, val accuracy "
-            f"{val_accuracy:.4f}; saved {TRAIN_OUTPUTS.model}")
+            f"{val_accuracy:.4f}, temperature {result.temperature:.3f}; saved "
+            f"{TRAIN_OUTPUTS.model}")
 
 
 if __name__ == "__main__":

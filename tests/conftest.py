@@ -5,7 +5,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import MirrorServer  # noqa: E402
+from helpers import MirrorServer, committed_params_text  # noqa: E402
 
 
 @pytest.fixture
@@ -24,7 +24,8 @@ PROJECT_FILES = ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "stages"
 
 
 def make_project(root: Path) -> "Project":
-    """A fresh git + DVC copy of this project's pipeline at `root`, as a new clone has it."""
+    """A fresh git + DVC copy of this project's pipeline at `root`, as a new clone has it
+    (the committed params.yaml, not the working copy's)."""
     import os
     import shutil
     import subprocess
@@ -38,6 +39,8 @@ def make_project(root: Path) -> "Project":
         else:
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, root / name)
+    # The committed params.yaml, whatever the user has put in the working copy.
+    (root / "params.yaml").write_text(committed_params_text())
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}

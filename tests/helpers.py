@@ -1,5 +1,5 @@
 """Test helpers: small MNIST-like data the tests make themselves, a loopback mirror, and
-the README's commands as a user would run them."""
+the documentation's commands as a user would run them."""
 
 from __future__ import annotations
 
@@ -126,6 +126,8 @@ class MirrorServer:
     is dropped, the first time only. `ranges`: whether Range requests get 206. `replies`:
     path -> a scripted Reply (endless, trickling, lying...). `sent`: path -> body bytes sent
     of a Reply (present once its headers were all sent). `tls`: serve HTTPS instead.
+    `auth`: the Basic `Authorization` value every request must carry, else 401;
+    `authorizations` records what each request carried.
     """
 
     root: Path
@@ -137,6 +139,8 @@ class MirrorServer:
     user_agents: set[str] = field(default_factory=set)
     sent: dict[str, int] = field(default_factory=dict)
     tls: tuple[Path, Path] | None = None  # (certificate, key)
+    auth: str | None = None
+    authorizations: list[str | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         server = self
@@ -150,6 +154,13 @@ class MirrorServer:
                 range_header = self.headers.get("Range")
                 server.requests.append((self.path, range_header))
                 server.user_agents.add(self.headers.get("User-Agent", ""))
+                server.authorizations.append(self.headers.get("Authorization"))
+                if server.auth is not None and self.headers.get("Authorization") != server.auth:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="mirror"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if self.path in server.replies:
                     self.close_connection = True
                     with contextlib.suppress(OSError):  # the client hung up, as it should
@@ -297,20 +308,66 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
 
 
-def readme_command(start: str) -> list[str]:
-    """The README's first shell command that starts with `start`, its continuation lines
-    joined and a trailing comment dropped, split as the shell would: what a user copies."""
-    lines = iter(README.read_text().splitlines())
+def committed_params_text() -> str:
+    """`params.yaml` as committed (`git show HEAD:params.yaml`), not the working copy: a
+    user edits that one (for a local mirror, say, or by applying an experiment), and the
+    tests must pass whatever it holds. Outside a git checkout (an unpacked sdist) the file
+    itself is the shipped one."""
+    try:
+        shown = subprocess.run(["git", "-C", str(ROOT), "show", "HEAD:params.yaml"],
+                               capture_output=True, text=True, timeout=30)
+    except OSError:  # no git
+        return (ROOT / "params.yaml").read_text()
+    if shown.returncode != 0:  # not a checkout, or the file not committed yet
+        return (ROOT / "params.yaml").read_text()
+    return shown.stdout
+
+
+def doc_command(start: str, page: str) -> list[str]:
+    """The first shell command in `docs/PAGE` that starts with `start`, its continuation
+    lines joined and a trailing comment dropped, split as the shell would: what a user
+    copies."""
+    lines = iter((DOCS / page).read_text().splitlines())
     for line in lines:
         if line.startswith(start):
             command = line
             while command.endswith("\\"):
                 command = command[:-1] + next(lines)
             return shlex.split(command, comments=True)
-    raise AssertionError(f"README.md has no command starting with {start!r}")
+    raise AssertionError(f"docs/{page} has no command starting with {start!r}")
+
+
+def shell_commands(text: str) -> list[list[str]]:
+    """The shell commands of a block of text, continuation lines joined and comments
+    dropped, each split as the shell would: what a user pastes."""
+    commands, pending = [], ""
+    for line in text.splitlines():
+        if line.endswith("\\"):
+            pending += line[:-1]
+            continue
+        words = shlex.split(pending + line, comments=True)
+        pending = ""
+        if words:
+            commands.append(words)
+    return commands
+
+
+def doc_commands(page: str, after: str) -> list[list[str]]:
+    """The shell commands of the first ```bash block of `docs/PAGE` after the text `after`."""
+    return shell_commands(doc_block(page, after))
+
+
+def doc_block(page: str, after: str, language: str = "bash") -> str:
+    """The first ```LANGUAGE block of `docs/PAGE` after the text `after`."""
+    text = (DOCS / page).read_text()
+    if after not in text:
+        raise AssertionError(f"docs/{page} has no {after!r}")
+    rest = text.split(after, 1)[1]
+    return rest.split(f"```{language}\n", 1)[1].split("```", 1)[0]
 
 
 def flat_keys(values: dict, prefix: str = "") -> set[str]:

@@ -87,6 +87,20 @@ def test_evaluate_writes_metrics_plots_and_pngs(tmp_path):
     assert set(on_disk["val"]) == {"accuracy"}
     assert on_disk["accuracy"] == pytest.approx(1 - on_disk["error_count"] / 120)
 
+    # With test negatives: how well the top probability tells digits from them.
+    negatives = np.random.default_rng(0).random((30, 28, 28, 1)).astype(np.float32)
+    from digitrec.data.prepared import load_split, write_negatives
+
+    write_negatives(prepared, "test", negatives)
+    metrics = evaluate.evaluate(tmp_path / "model.keras", prepared, tmp_path / "eval.json",
+                                tmp_path / "plots", names)
+    assert set(metrics) - set(on_disk) == {"refusal_auroc"}
+    test_images, _ = load_split(prepared, "test")
+    expected = scoring.refusal_auroc(model.predict(np.asarray(test_images), verbose=0),
+                                     model.predict(negatives, verbose=0))
+    assert metrics["refusal_auroc"] == pytest.approx(expected, abs=1e-6)
+    assert 0 <= metrics["refusal_auroc"] <= 1
+
     rows = (tmp_path / "plots/confusion.csv").read_text().splitlines()
     assert rows[0] == "actual,predicted" and len(rows) == 121
     assert all(row.startswith("class ") for row in rows[1:])

@@ -11,7 +11,7 @@ from digitrec import cli
 from digitrec.errors import DigitrecError
 from digitrec.examples import draw_digit
 from digitrec.modelfile import load_model
-from digitrec.reading.images import clean_image
+from digitrec.reading.images import clean_file, clean_image
 from digitrec.serving import export
 
 
@@ -48,14 +48,20 @@ def test_each_format_runs_in_its_runtime_like_keras(tmp_path, model_file, capsys
     np.testing.assert_array_equal(np.argmax(got, axis=1), np.argmax(expected, axis=1))
 
 
-def test_savedmodel_export_replaces_an_earlier_one(tmp_path, model_file):
+def test_savedmodel_export_replaces_an_earlier_one_and_only_that(tmp_path, model_file):
     output = tmp_path / "savedmodel"
     export.export(model_file, "savedmodel", output)
-    stale = output / "stale.txt"
-    stale.write_text("from an earlier export")
+    first = (output / "saved_model.pb").stat().st_ino
     export.export(model_file, "savedmodel", output)
+    assert (output / "saved_model.pb").stat().st_ino != first
+    notes = output / "notes.txt"
+    notes.write_text("the user's")
+    with pytest.raises(DigitrecError, match="files this command did not write.*--force"):
+        export.export(model_file, "savedmodel", output)
+    assert notes.read_text() == "the user's"
+    export.export(model_file, "savedmodel", output, force=True)
     assert (output / "saved_model.pb").is_file()
-    assert not stale.exists()
+    assert not notes.exists()
     assert entries(tmp_path) == ["savedmodel"]
 
 
@@ -91,21 +97,23 @@ def test_compare_refuses_a_changed_digit_even_within_tolerance():
 def test_a_mismatching_export_is_an_error_and_keeps_the_old_file(tmp_path, model_file,
                                                                  monkeypatch):
     output = tmp_path / "digits.onnx"
-    output.write_bytes(b"the previous, good export")
+    output.write_bytes(b"\x08 the previous, good export")
     real = export.FORMATS["onnx"].run
     broken = dataclasses.replace(export.FORMATS["onnx"],  # a broken converter
                                  run=lambda path, digits: real(path, digits) + 1e-3)
     monkeypatch.setitem(export.FORMATS, "onnx", broken)
     with pytest.raises(DigitrecError, match="differ from the Keras model's"):
         export.export(model_file, "onnx", output)
-    assert output.read_bytes() == b"the previous, good export"
+    assert output.read_bytes() == b"\x08 the previous, good export"
     assert entries(tmp_path) == ["digits.onnx"]
 
 
 @pytest.mark.parametrize(("format", "make", "problem"), [
-    ("savedmodel", "folder with a file", "not a SavedModel folder"),
-    ("savedmodel", "file", "not a SavedModel folder"),
+    ("savedmodel", "folder with a file", "files this command did not write"),
+    ("savedmodel", "file", "is a file; give a folder name"),
     ("onnx", "folder with a file", "is a folder"),
+    ("onnx", "file", "is a file that is not an ONNX model; not replacing it without --force"),
+    ("tflite", "file", "is a file that is not a TensorFlow Lite model"),
 ])
 def test_export_never_overwrites_what_it_did_not_write(tmp_path, model_file, format, make,
                                                        problem):
@@ -135,3 +143,60 @@ def test_export_of_a_bad_model_file_is_a_clear_error(tmp_path, capsys, args, mes
     err = capsys.readouterr().err
     assert message in err and err.startswith("error: ")
     assert not (tmp_path / "o").exists()
+
+
+def test_default_output_and_the_docs_onnx_snippet_as_pasted(tmp_path, model_file, capsys,
+                                                            monkeypatch):
+    """In a project's root, `digitrec export --format onnx` writes models/model.onnx, and
+    the docs' ONNX Runtime snippet runs there as pasted, on a picture the project ships."""
+    import shutil
+    from pathlib import Path
+
+    from helpers import doc_block
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "models").mkdir()
+    shutil.copy2(model_file, tmp_path / "models" / "model.keras")
+    (tmp_path / "data" / "user_images").mkdir(parents=True)
+    shutil.copy2(root / "data" / "user_images" / "photo_7.jpg", tmp_path / "data" / "user_images")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["export", "--format", "onnx"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out.startswith("wrote models/model.onnx (onnx)")
+
+    exec(doc_block("export.md", "With ONNX Runtime:", "python"), {})
+    printed = capsys.readouterr().out
+    digit = clean_file(tmp_path / "data" / "user_images" / "photo_7.jpg").digit
+    expected = load_model(model_file).predict_on_batch(digit[None, :, :, None])[0]
+    assert printed.startswith(f"{expected.argmax()} (")
+
+
+def test_export_writes_into_a_device_and_never_over_its_model(tmp_path, model_file, capsys):
+    import os
+    import shutil
+    import stat
+
+    node = tmp_path / "null"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("cannot make device nodes here (needs root)")
+    export.export(model_file, "tflite", node)
+    assert stat.S_ISCHR(os.lstat(node).st_mode)
+    before = model_file.read_bytes()
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["export", "--model", str(model_file), "--format", "onnx",
+                  "--output", str(model_file), "--force"])
+    assert stopped.value.code == 1
+    assert "is one of this command's inputs" in capsys.readouterr().err
+    assert model_file.read_bytes() == before
+    other = tmp_path / "other.keras"  # a model, but not this command's input
+    shutil.copy(model_file, other)
+    with pytest.raises(DigitrecError, match="not an ONNX model; not replacing it without "
+                                            "--force"):
+        export.export(model_file, "onnx", other)
+    assert other.read_bytes() == before
+    export.export(model_file, "onnx", other, force=True)
+    assert other.read_bytes()[:1] == b"\x08"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["null", "other.keras"]

@@ -30,7 +30,8 @@ def machines(project, tmp_path):
     """Two copies of a project with the same prepared data: the chief's and a worker's."""
     raw = project.root / "data" / "raw"
     write_raw(raw, synthetic_dataset_arrays(n_train=600, n_test=300))
-    prepare.prepare(raw, project.root / "data" / "prepared", val_size=0.2, seed=0)
+    prepare.prepare(raw, project.root / "data" / "prepared", val_size=0.2, seed=0,
+                    negatives=0.3)  # each worker mixes its share of them in
     project.set_params(train={**TRAIN, "strategy": "multi_worker"})
     second = tmp_path / "second-machine"
     shutil.copytree(project.root, second)

@@ -67,6 +67,9 @@ def test_prepare_writes_normalised_arrays_and_a_correct_manifest(raw, tmp_path):
                                atol=1e-3)
     assert set(manifest["sources"]) == set(arrays)
     assert all(len(digest) == 64 for digest in manifest["sources"].values())
+    # No negatives unless asked for (prepare.negatives; a dataset without any).
+    assert not list(out.glob("*_negatives.npy")) and "negatives" not in manifest["splits"]["val"]
+    assert prepared.load_negatives(out, "train").shape == (0, 28, 28, 1)
 
 
 def test_prepare_writes_the_training_digits_redrawn_as_predict_draws_them(raw, tmp_path):
@@ -83,6 +86,44 @@ def test_prepare_writes_the_training_digits_redrawn_as_predict_draws_them(raw, t
     (out / prepared.REDRAWN).unlink()
     with pytest.raises(DigitrecError, match="train_redrawn.npy: not found; run the prepare"):
         prepared.load_redrawn(out)
+
+
+def test_prepare_draws_each_splits_negatives_from_its_own_seed(raw, tmp_path):
+    out = tmp_path / "prepared"
+    manifest = prepare.prepare(raw[0], out, val_size=0.1, seed=1, negatives=0.3)
+    sizes = {"train": 450, "val": 50, "test": 120}
+    drawn = {}
+    for split, size in sizes.items():
+        negatives = prepared.load_negatives(out, split)
+        assert negatives.shape == (round(0.3 * size), 28, 28, 1)
+        assert negatives.dtype == np.float32
+        assert negatives.min() >= 0 and negatives.max() <= 1 and negatives.max() > 0.5
+        assert manifest["splits"][split]["negatives"] == len(negatives)
+        drawn[split] = [array.tobytes() for array in negatives]
+    assert manifest["negatives"] == 0.3
+    # Held out: other pictures than training's (a few simple ones, such as a blank or a
+    # face, can come out the same).
+    for split in ("val", "test"):
+        assert np.mean([picture in set(drawn["train"]) for picture in drawn[split]]) < 0.25
+    again = tmp_path / "again"
+    again.mkdir()
+    prepare.write_negatives(again, {"test": 36}, seed=1)
+    np.testing.assert_array_equal(prepared.load_negatives(again, "test"),
+                                  prepared.load_negatives(out, "test"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("dataset", "expected"), [("mnist", 12), ("fashion_mnist", 0)])
+def test_prepare_stage_draws_negatives_for_digits_only(project, dataset, expected):
+    """Clothes have nothing to refuse: Fashion-MNIST gets no negatives."""
+    import sys
+
+    write_raw(project.root / "data/raw", synthetic_dataset_arrays(n_train=100, n_test=40))
+    project.set_params(dataset=dataset, prepare={"negatives": 0.3})
+    summary = project.run(sys.executable, "stages/prepare.py").stdout
+    test_negatives = prepared.load_negatives(project.root / "data/prepared", "test")
+    assert len(test_negatives) == expected
+    assert ("and 42 negatives" in summary) == bool(expected)  # 27 + 3 + 12
 
 
 def test_mismatched_counts_fail_and_keep_previous_output(raw, tmp_path):

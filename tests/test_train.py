@@ -23,13 +23,14 @@ def small_data(tmp_path_factory):
     """A small raw and prepared dataset, made once for the module's projects."""
     data = tmp_path_factory.mktemp("train_data")
     write_raw(data / "raw", synthetic_dataset_arrays(n_train=600, n_test=200))
-    prepare.prepare(data / "raw", data / "prepared", val_size=0.2, seed=0)
+    prepare.prepare(data / "raw", data / "prepared", val_size=0.2, seed=0, negatives=0.3)
     return data
 
 
 @pytest.fixture
 def trained_project(project, small_data):
-    """The project copy with a small prepared dataset and tiny training params."""
+    """The project copy with a small prepared dataset (negatives included) and tiny
+    training params."""
     for name in ("raw", "prepared"):
         shutil.copytree(small_data / name, project.root / "data" / name)
     project.set_params(train=TINY_TRAIN)
@@ -53,6 +54,9 @@ def test_stage_trains_and_writes_model_checkpoints_and_logs(trained_project):
     result = train_stage(project)
     assert "Epoch 1/3" in result.stdout and "Epoch 3/3" in result.stdout
     assert "train: digitnet (66,778 parameters), 3 epochs" in result.stdout
+    # Outlier exposure (train.negatives 0.2): more steps than the 480 digits alone fill
+    # (8 of 64), so that an epoch is still one pass over the digits.
+    assert "\n10/10 - " in result.stdout
     checkpoints = sorted(p.name for p in (project.root / "models/checkpoints").iterdir())
     assert checkpoints == ["epoch-002.keras", "epoch-003.keras"]
     assert len(tsv_rows(project, "train/loss.tsv")) == 3
@@ -62,6 +66,13 @@ def test_stage_trains_and_writes_model_checkpoints_and_logs(trained_project):
     assert metrics["step"] == 3  # the epoch number
     assert 0 <= metrics["val"]["accuracy"] <= 1
     assert not (project.root / "models/.backup").exists()
+    # Calibrated: the last epoch's weights with the temperature fit on the val digits
+    # baked in (logged and printed); label smoothing leaves a short run far from 1.
+    temperature = metrics["temperature"]
+    assert f"temperature {temperature:.3f}" in result.stdout
+    assert abs(temperature - 1) > 0.01
+    _, gap = calibrated_against_checkpoint(project, "epoch-003.keras", temperature)
+    assert gap < 1e-5
 
     # Loadable with Keras alone, and it reads the synthetic digits it learned.
     check = (
@@ -86,21 +97,31 @@ def test_logged_validation_and_checkpoints_describe_the_saved_model(trained_proj
     project.set_params(train={"epochs": 2, "checkpoint_every": 1, "ema": True})
     summary = train_stage(project).stdout
     logged = json.loads((project.root / "metrics/train/metrics.json").read_text())
-
-    def check():
-        from digitrec.backend import keras
-
-        x = np.load("data/prepared/val_images.npy")
-        y = np.load("data/prepared/val_labels.npy")
-        m = keras.models.load_model("models/model.keras")
-        c = keras.models.load_model("models/checkpoints/epoch-002.keras")
-        p, q = m.predict(x, verbose=0), c.predict(x, verbose=0)
-        return f"{(p.argmax(1) == y).mean()} {np.abs(p - q).max()}"
-
-    saved_accuracy, checkpoint_gap = map(float, in_project(project, check).split())
+    saved_accuracy, checkpoint_gap = calibrated_against_checkpoint(
+        project, "epoch-002.keras", logged["temperature"])
     assert logged["val"]["accuracy"] == pytest.approx(saved_accuracy, abs=1e-6)
     assert f"val accuracy {saved_accuracy:.4f}" in summary
-    assert checkpoint_gap < 1e-6  # the last checkpoint holds the saved weights
+    assert checkpoint_gap < 1e-5  # the last checkpoint holds the saved weights, uncalibrated
+
+
+def calibrated_against_checkpoint(project, checkpoint: str, temperature: float
+                                  ) -> tuple[float, float]:
+    """The saved model's val accuracy, and how far its probabilities are from the
+    checkpoint's calibrated by hand, softmax(log(q) / T), both loaded with Keras alone."""
+    check = (
+        "import sys, numpy as np, keras\n"
+        "x = np.load('data/prepared/val_images.npy')\n"
+        "y = np.load('data/prepared/val_labels.npy')\n"
+        "m = keras.models.load_model('models/model.keras')\n"
+        f"c = keras.models.load_model('models/checkpoints/{checkpoint}')\n"
+        "p, q = m.predict(x, verbose=0), c.predict(x, verbose=0).astype(np.float64)\n"
+        f"z = np.log(np.maximum(q, 1e-45)) / {temperature!r}\n"
+        "e = np.exp(z - z.max(1, keepdims=True)); e /= e.sum(1, keepdims=True)\n"
+        "assert 'digitrec' not in sys.modules\n"
+        "print((p.argmax(1) == y).mean(), np.abs(p - e).max())\n"
+    )
+    accuracy, gap = map(float, project.run(sys.executable, "-c", check).stdout.split())
+    return accuracy, gap
 
 
 EARLIER_OUTPUTS = {"models/model.keras": b"the model of an earlier run",
@@ -161,18 +182,6 @@ def test_checkpoint_every_n_epochs(trained_project):
     train_stage(project)
     checkpoints = sorted(p.name for p in (project.root / "models/checkpoints").iterdir())
     assert checkpoints == ["epoch-002.keras", "epoch-004.keras"]
-
-
-def in_project(project, action):
-    """`action()` run from the project root, as a script there would run."""
-    import os
-
-    cwd = os.getcwd()
-    os.chdir(project.root)
-    try:
-        return action()
-    finally:
-        os.chdir(cwd)
 
 
 def run_until_killed(project, min_epochs):
@@ -394,3 +403,48 @@ def test_history_of_a_run_whose_backup_held_every_epoch():
     assert merge_history(earlier, {"loss": [0.3], "val_accuracy": [0.95]})["loss"] == [
         0.5, 0.4, 0.3]
     assert merge_history([], {"loss": [0.3]}) == {"loss": [0.3]}
+
+
+def test_negatives_are_mixed_in_at_their_share_with_uniform_targets():
+    from digitrec.training.input import NEGATIVE, epoch_steps, target_rows, training_dataset
+
+    digits = np.zeros((200, 28, 28, 1), np.float32)
+    negatives = np.ones((50, 28, 28, 1), np.float32)
+    labels = np.arange(200) % 10
+    augment = Augment(shift=0, rotation=0, zoom=0, redrawn=0)
+
+    def stream(share: float):
+        return training_dataset(digits, labels, 40, seed=1, augment=augment,
+                                negatives=negatives, negative_share=share)
+
+    batches = [(x.numpy(), y.numpy()) for x, y in stream(0.25).take(20)]
+    shown = np.concatenate([y for _, y in batches])
+    assert all(len(y) == 40 for _, y in batches)  # no short batch at an epoch's end
+    assert 0.18 < np.mean(shown == NEGATIVE) < 0.32
+    for x, y in batches:  # each negative's picture goes with its label
+        np.testing.assert_array_equal(x[:, 0, 0, 0], (y == NEGATIVE).astype(np.float32))
+    again = [y.numpy() for _, y in stream(0.25).take(20)]
+    np.testing.assert_array_equal(np.concatenate(again), shown)  # seeded
+    off = np.concatenate([y.numpy() for _, y in stream(0.0).take(10)])
+    assert not (off == NEGATIVE).any()
+    assert epoch_steps(200, 40) == 5 and epoch_steps(200, 40, negative_share=0.25) == 7
+
+    images, targets = next(iter(target_rows(stream(0.25))))
+    targets, labels_shown = targets.numpy(), batches[0][1]
+    np.testing.assert_allclose(targets[labels_shown == NEGATIVE], 0.1)
+    digit_rows = targets[labels_shown != NEGATIVE]
+    np.testing.assert_array_equal(digit_rows.argmax(1), labels_shown[labels_shown != NEGATIVE])
+    assert (digit_rows.max(1) == 1).all()
+
+
+def test_digit_accuracy_counts_digits_only():
+    from digitrec.training.recipe import DigitAccuracy
+
+    targets = np.zeros((4, 10), np.float32)
+    targets[0, 3] = targets[1, 5] = 1.0
+    targets[2:] = 0.1  # negatives, whose argmax would be 0
+    predicted = np.zeros((4, 10), np.float32)
+    predicted[[0, 1, 2, 3], [3, 2, 0, 0]] = 1.0  # one digit right; negatives "read" as 0
+    metric = DigitAccuracy()
+    metric.update_state(targets, predicted)
+    assert float(metric.result()) == pytest.approx(0.5)

@@ -47,7 +47,10 @@ class Dataset:
     """A dataset in the MNIST layout: four IDX files and where to fetch them, and how it is
     best trained, so that `dataset: NAME` alone trains well: `model` is the registry model
     `train.model: auto` stands for, and `augment` holds what differs from the defaults of
-    `train.augment` (drawn for handwriting)."""
+    `train.augment` (drawn for handwriting). `negatives` says whether prepare draws
+    pictures of none of its classes for the model to learn to refuse (`prepare.negatives`):
+    a reader of handwriting meets letters, symbols and doodles; clothes have nothing to
+    refuse."""
 
     name: str
     mirrors: tuple[str, ...]
@@ -55,6 +58,7 @@ class Dataset:
     class_names: tuple[str, ...]
     model: str = "digitnet"
     augment: Mapping[str, float | bool] = field(default_factory=dict)
+    negatives: bool = True
 
 
 MNIST = Dataset(
@@ -98,8 +102,10 @@ FASHION_MNIST = Dataset(
     model="fashionnet",
     # Photos of clothes, centred, upright and of one size: only mirror them. Drawing them as
     # pen strokes erases their texture, and each of the handwriting distortions cost test
-    # accuracy (see the README's benchmarks).
+    # accuracy (see docs/benchmarks.md).
     augment={"redrawn": 0.0, "flip": True, "rotation": 0.0, "shift": 0.0, "zoom": 0.0},
+    # Every picture is one of the ten; the negatives are drawn as handwriting is.
+    negatives=False,
 )
 
 DATASETS = {d.name: d for d in (MNIST, FASHION_MNIST)}
@@ -124,7 +130,8 @@ class Recipe:
 
 
 # By registry model (training/models.py; a test checks both list the same models): ours as
-# measured in the benchmarks, the tutorial models as their tutorials train them.
+# measured in the benchmarks, the tutorial models at their tutorials' epochs and rate (the
+# rest of the recipe, params.yaml's train section, is the same for every model).
 MODEL_RECIPES: dict[str, Recipe] = {
     "digitnet": Recipe(epochs=7, learning_rate=0.03),
     "digitnet_wide": Recipe(epochs=20, learning_rate=0.03),

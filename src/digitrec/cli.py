@@ -1,8 +1,9 @@
 """The `digitrec` command: the pipeline's stages, and reading pictures without DVC.
 
 `digitrec train` (and the other stages) runs `stages/train.py` of the project in the current
-folder, exactly what `dvc repro` runs. Expected failures (`DigitrecError`) print one
-`error:` message and exit 1; anything else is a bug and keeps its traceback.
+folder, exactly what `dvc repro` runs; `digitrec doctor` checks the project. Expected
+failures (`DigitrecError`) print one `error:` message and exit 1; anything else is a bug
+and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from digitrec import __version__
 from digitrec.errors import DigitrecError, run_command
 from digitrec.params import PARAMS_FILE, PredictParams, read_params
 from digitrec.paths import MODEL
-from digitrec.serving.export import FORMATS
+from digitrec.serving.export import FORMATS, default_output
 
 DEFAULT_MODEL = MODEL
 STAGES = {
@@ -44,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     reader.add_argument("--model", default=str(DEFAULT_MODEL),
                         help="a trained model (default: %(default)s)")
     reader.add_argument("--csv", metavar="OUT.csv", help="also write the predictions as CSV")
+    reader.add_argument("--force", action="store_true",
+                        help="overwrite an existing file at --csv that is not an earlier "
+                             "predictions CSV")
     reader.add_argument("--unsure-below", type=float, default=PredictParams().unsure_below,
                         metavar="P",
                         help="mark readings less confident than this unsure "
@@ -60,17 +65,38 @@ def main(argv: Sequence[str] | None = None) -> None:
                           help="a trained model (default: %(default)s)")
     exporter.add_argument("--format", required=True, choices=list(FORMATS),
                           help="; ".join(f"{name}: {spec.use}" for name, spec in FORMATS.items()))
-    exporter.add_argument("--output", required=True, metavar="PATH",
-                          help="where to write it (a folder for savedmodel, else a file)")
+    exporter.add_argument("--output", metavar="PATH",
+                          help="where to write it (a folder for savedmodel, else a file; "
+                               "default: " + ", ".join(f"{str(default_output(name))} for {name}"
+                                                        for name in FORMATS) + ")")
+    exporter.add_argument("--force", action="store_true",
+                          help="overwrite an existing file or folder at --output that is "
+                               "not an earlier export of this format")
+    commands.add_parser("doctor", help="check this project: params, DVC remote, model")
     args = parser.parse_args(argv)
+    if args.command == "doctor":
+        from digitrec.doctor import doctor
+
+        run_command(doctor)
     if args.command == "predict":
-        run_command(lambda: predict_command(args.paths, args.model, args.csv,
-                                            args.unsure_below))
+        run_command(lambda: predict_command(args.paths, project_model(args.model), args.csv,
+                                            args.unsure_below, force=args.force))
     if args.command == "serve":
-        run_command(lambda: serve_command(args.model, args.host, args.port))
+        run_command(lambda: serve_command(project_model(args.model), args.host, args.port))
     if args.command == "export":
-        run_command(lambda: export_command(args.model, args.format, args.output))
+        output = str(default_output(args.format)) if args.output is None else args.output
+        run_command(lambda: export_command(project_model(args.model), args.format, output,
+                                           force=args.force))
     run_command(lambda: run_stage_script(args.command, args.params))
+
+
+def project_model(model: str) -> str:
+    """The model to read; when it is the default one and the current folder is not a
+    project's root, say that this is the problem (rather than that no model was trained)."""
+    if model == str(DEFAULT_MODEL) and not Path(model).exists() and not Path("dvc.yaml").exists():
+        raise DigitrecError(f"{model}: not found here, and {Path.cwd()} is not the project "
+                            f"root (no dvc.yaml); run from the project root, or give --model")
+    return model
 
 
 def run_stage_script(name: str, params_file: str) -> None:
@@ -84,31 +110,32 @@ def run_stage_script(name: str, params_file: str) -> None:
 
 def predict_command(paths: Sequence[str], model: str, csv_path: str | None,
                     unsure_below: float = PredictParams().unsure_below,
-                    class_names: Sequence[str] | None = None) -> str:
+                    class_names: Sequence[str] | None = None, force: bool = False) -> str:
     """`digitrec predict`: one line per picture, warnings, the misread labelled pictures,
     then a summary with the accuracy when a folder holds labels.csv."""
     from digitrec.reading.batch import BatchOutputs, NothingReadable, predict_batch, summary_line
 
     names = tuple(class_names or project_class_names())
-    outputs = BatchOutputs(csv=Path(csv_path) if csv_path else None)
+    if csv_path == "":
+        raise DigitrecError("--csv: an empty file name; give the CSV file to write")
+    outputs = BatchOutputs(csv=Path(csv_path) if csv_path else None, force=force)
     if hasattr(sys.stdout, "reconfigure"):  # a name no terminal encoding can show: escaped
         sys.stdout.reconfigure(errors="backslashreplace")
     try:
         batch = predict_batch(Path(model), paths, outputs, class_names=names,
                                       threshold=unsure_below, progress=True)
     except NothingReadable as exc:
-        _print_readings(exc.readings, names)
+        _print_readings(exc.readings)
         raise
-    _print_readings(batch.readings, names)
+    _print_readings(batch.readings)
     for warning in batch.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     misread = batch.misread()
     if misread:
         print(f"misread ({len(misread)}):")
         for reading in misread:
-            got = (f"read {names[reading.prediction]}" if reading.probabilities is not None
-                   else "not read")
-            print(f"  {reading.name}: {got}, label {names[batch.labels[reading.name]]}")
+            print(f"  {reading.name}: {said(reading)}, label "
+                  f"{batch.labels[reading.name] or 'none'}")
     return summary_line(batch)
 
 
@@ -122,14 +149,22 @@ def project_class_names() -> tuple[str, ...]:
     return get_dataset(read_params("dataset").dataset).class_names
 
 
-def _print_readings(readings: list, names: Sequence[str]) -> None:
+def said(reading: Any) -> str:
+    """What a reading says, in words: `read 0869`, `no digit`, `not read`."""
+    if reading.read is None:
+        return "not read"
+    return "no digit" if reading.status == "not_digits" else f"read {reading.text}"
+
+
+def _print_readings(readings: list) -> None:
     for reading in readings:
-        if reading.probabilities is None:
+        if reading.read is None:
             print(f"{reading.name}: error: {reading.error}")
+        elif reading.status == "not_digits":
+            print(f"{reading.name}: not a digit")
         else:
             unsure = ", unsure" if reading.unsure else ""
-            print(f"{reading.name}: {names[reading.prediction]} "
-                  f"({reading.confidence:.1%}{unsure})")
+            print(f"{reading.name}: {reading.text} ({reading.confidence:.1%}{unsure})")
 
 
 def serve_command(model: str, host: str, port: int) -> str:
@@ -139,11 +174,13 @@ def serve_command(model: str, host: str, port: int) -> str:
     return serve(Path(model), host, port, announce=lambda line: print(line, flush=True))
 
 
-def export_command(model: str, format: str, output: str) -> str:
+def export_command(model: str, format: str, output: str, force: bool = False) -> str:
     """`digitrec export`: write the model in another format, checked against Keras."""
     from digitrec.serving.export import export
 
-    check = export(Path(model), format, Path(output))
+    if not output:
+        raise DigitrecError("--output: an empty name; give the file or folder to write")
+    check = export(Path(model), format, Path(output), force=force)
     return (f"wrote {output} ({format}); checked on {check.count} digits: same answers as "
             f"Keras, largest difference {check.max_difference:.1e}")
 

@@ -3,22 +3,35 @@
 Every output is written beside its final name, flushed to disk, and renamed into place (and
 the rename itself flushed), so an interrupted or failed stage, or a power cut, never leaves a
 half-written file where a valid one stood.
+
+Writing never destroys what the path names: a symbolic link is followed (the file it points
+at is replaced, never the link), a character device or FIFO is written into (`/dev/null`,
+`/dev/stdout`, a pipe), and `check_output` refuses, before any work, a block device, a
+socket, one of the command's own inputs, or an existing file or folder that is not an
+earlier output of the same kind (unless the user forces it). A full disk, a read-only folder
+or a name too long is one `DigitrecError` naming the path (`disk_errors`).
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from digitrec.errors import DigitrecError
+
 CHUNK = 1 << 20
+SHOWN_LIMIT = 240  # characters of a path a message shows
 
 
 def _umask() -> int:
@@ -34,19 +47,136 @@ def make_shareable(path: str | os.PathLike, directory: bool = False) -> None:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    """Yield a temporary path; put it at `path` (`put_file`) only if the block succeeds.
+
+    The temporary file is beside the file `path` names (a link's target), so the rename is
+    atomic; for a device or FIFO, which is written into, it is in the temporary folder.
+    """
+    target = write_target(Path(path))
+    with disk_errors(target):
+        if _special(target):
+            fd, tmp = tempfile.mkstemp(prefix="digitrec-", suffix=".tmp")
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                       suffix=".tmp")
+        os.close(fd)
     try:
         yield Path(tmp)
-        make_shareable(tmp)
-        fsync_path(tmp)
-        os.replace(tmp, path)
-        fsync_path(path.parent)
+        put_file(Path(tmp), target)
+    except OSError as exc:
+        if exc.errno not in DISK_PROBLEMS:
+            raise
+        written = Path(tmp).stat().st_size if os.path.exists(tmp) else 0
+        Path(tmp).unlink(missing_ok=True)  # first, so the space it held counts as free
+        raise DigitrecError(disk_message(target, exc, written or None, at_least=True)
+                            ) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def write_target(path: Path) -> Path:
+    """What writing to `path` writes: the path itself, or the file a symbolic link names (a
+    link is followed, never replaced). A device or FIFO is returned as given, to write into
+    (its link may be a /proc magic link that only the kernel can follow)."""
+    with disk_errors(path):
+        if not path.is_symlink():
+            return path
+    try:
+        if _special(path):
+            return path
+    except OSError:
+        pass
+    return Path(os.path.realpath(path))
+
+
+def _special(path: Path) -> bool:
+    """A character device or FIFO, which is written into rather than replaced."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
+def put_file(source: Path, target: Path) -> None:
+    """Put the finished file `source` at `target`: renamed onto it (atomically, flushed),
+    or copied into it when it is a device or FIFO; a link's target is replaced, not the link.
+    """
+    target = write_target(Path(target))
+    with disk_errors(target, needed=source.stat().st_size):
+        if _special(target):
+            with open(source, "rb") as data, open(target, "wb") as out:
+                shutil.copyfileobj(data, out, CHUNK)
+            return
+        if target.is_dir():
+            raise DigitrecError(f"{shown(target)}: is a folder; give a file name to write")
+        make_shareable(source)
+        fsync_path(source)
+        os.replace(source, target)
+        fsync_path(target.parent)
+
+
+def shown(path: str | os.PathLike) -> str:
+    """A path as printable text for a message (a control character could rewrite the
+    terminal's line); `reading.names.readable` is the full, reversible form."""
+    text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in os.fsdecode(path))
+    if len(text) > SHOWN_LIMIT:  # a name too long for the file system, or a runaway value
+        text = f"{text[:SHOWN_LIMIT // 2]}...({len(text)} characters)...{text[-60:]}"
+    return text
+
+
+DISK_PROBLEMS = {errno.ENOSPC: "no space left on the file system",
+                 errno.EDQUOT: "disk quota exceeded",
+                 errno.EROFS: "the file system is read-only",
+                 errno.EACCES: "permission denied",
+                 errno.EPERM: "not permitted",
+                 errno.ENAMETOOLONG: "the name is too long for the file system",
+                 errno.EFBIG: "the file is too large for the file system",
+                 errno.ENOTDIR: "a part of the path is not a folder",
+                 errno.EISDIR: "is a folder"}
+
+
+@contextmanager
+def disk_errors(path: str | os.PathLike, needed: int | None = None) -> Iterator[None]:
+    """Turn what the file system refuses while writing `path` (full, read-only, a name too
+    long) into one `DigitrecError` naming the path and, for a full disk, the space needed
+    and free. Anything else is a bug and keeps its traceback."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in DISK_PROBLEMS:
+            raise
+        raise DigitrecError(disk_message(Path(path), exc, needed)) from None
+
+
+def disk_message(path: Path, exc: OSError, needed: int | None = None,
+                 at_least: bool = False) -> str:
+    """`path: cannot write: no space left ... (needs N MB, M MB free)`; `at_least` when
+    `needed` is what was written before the disk filled."""
+    message = f"{shown(path)}: cannot write: {DISK_PROBLEMS.get(exc.errno, exc.strerror)}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = free_bytes(path)
+        needs = (f"needs {'more than ' if at_least else ''}{megabytes(needed)}, "
+                 if needed else "")
+        message += f" ({needs}{megabytes(free)} free)" if free is not None else ""
+    return message
+
+
+def megabytes(count: int) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 100_000 else f"{count / 1e3:.1f} KB"
+
+
+def free_bytes(path: Path) -> int | None:
+    """Space a normal user may still write on the file system holding `path`."""
+    folder = Path(path)
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return None
+    return info.f_bavail * info.f_frsize
 
 
 def fsync_path(path: str | os.PathLike) -> None:
@@ -63,25 +193,179 @@ def fsync_path(path: str | os.PathLike) -> None:
 
 
 def replace_dir(new: Path, target: Path) -> None:
-    """Put folder `new` where `target` is, keeping the old one until the new one is in place."""
-    for path in new.rglob("*"):
-        if path.is_file():
-            fsync_path(path)
-    fsync_path(new)
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-    new.rename(target)
-    fsync_path(target.parent)
+    """Put folder `new` where `target` is, keeping the old one until the new one is in place.
+
+    A link to a folder is followed (the folder it names is replaced); anything but a folder
+    at `target` is refused, never removed.
+    """
+    target = write_target(Path(target))
+    if os.path.lexists(target) and not target.is_dir():
+        raise DigitrecError(f"{shown(target)}: exists and is not a folder; not replacing it")
+    with disk_errors(target):
+        for path in new.rglob("*"):
+            if path.is_file():
+                fsync_path(path)
+        fsync_path(new)
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+        new.rename(target)
+        fsync_path(target.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+@contextmanager
+def staging_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """A private scratch folder beside the folder `target` names (a link's target), on the
+    same file system so `replace_dir` can rename it into place; removed whatever happens."""
+    place = write_target(Path(target))
+    with disk_errors(place):
+        place.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=place.parent, prefix=f".{place.name}."))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What an output is, to recognise an earlier one that may be replaced: `name` as a
+    message says it ("a predictions CSV"), `folder` for an output that is a folder, and
+    `recognise`, which says whether an existing file (or folder) is one."""
+
+    name: str
+    recognise: Callable[[Path], bool]
+    folder: bool = False
+
+
+def starts_with(*prefixes: bytes, offset: int = 0) -> Callable[[Path], bool]:
+    """A `recognise` for files whose bytes at `offset` are one of `prefixes`."""
+    def recognise(path: Path) -> bool:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            head = f.read(max(map(len, prefixes)))
+        return head.startswith(prefixes)
+    return recognise
+
+
+def holds_only(*names: str) -> Callable[[Path], bool]:
+    """A `recognise` for folders that hold nothing but (some of) `names`."""
+    return lambda folder: {entry.name for entry in folder.iterdir()} <= set(names)
+
+
+def _json_object(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4096).lstrip()[:1] in (b"{", b"")
+
+
+PNG = Kind("a PNG picture", starts_with(b"\x89PNG\r\n\x1a\n"))
+JSON = Kind("a JSON file", _json_object)
+
+
+def csv_kind(header: Sequence[str], *earlier: Sequence[str]) -> Kind:
+    """A CSV whose first line is `header` (an earlier output of the same writer), or one
+    of the `earlier` headers the writer had in older versions."""
+    starts = [",".join(h[:2]).encode() + b"," for h in (header, *earlier)]
+    return Kind(f"a CSV starting {','.join(header[:2])},...", starts_with(*starts))
+
+
+def check_output(path: str | os.PathLike, kind: Kind, *,
+                 inputs: Iterable[str | os.PathLike] = (), force: bool = False,
+                 forced_by: str = "--force") -> None:
+    """Refuse, before any work, to write `path` where writing would destroy something.
+
+    Accepted: a path that does not exist yet (its folder can be created and written), an
+    earlier output of the same `kind` (or an empty file), a character device or FIFO (it is
+    written into), and a link to any of those (followed). Refused: a block device or a
+    socket; one of the command's `inputs` (the same file, by any name); a file where a
+    folder is written or the reverse; and, unless `force`, an existing file or folder that
+    `kind` does not recognise (`forced_by` says how to force it, "" when nothing can).
+    """
+    path = Path(path)
+    target = write_target(path)
+    try:
+        info = os.stat(target)
+    except (FileNotFoundError, NotADirectoryError):  # said by `_check_creatable`
+        info = None
+    except OSError as exc:
+        raise DigitrecError(disk_message(path, exc)) from None
+    if info is not None:
+        _check_existing(path, target, info, kind, inputs, force, forced_by)
+    if info is None or not (stat.S_ISCHR(info.st_mode) or stat.S_ISFIFO(info.st_mode)):
+        _check_creatable(path, target.parent)
+
+
+def _check_existing(path: Path, target: Path, info: os.stat_result, kind: Kind,
+                    inputs: Iterable[str | os.PathLike], force: bool, forced_by: str) -> None:
+    mode = info.st_mode
+    if stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
+        what = "a block device" if stat.S_ISBLK(mode) else "a socket"
+        raise DigitrecError(f"{shown(path)}: is {what}; not writing {kind.name} there")
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        if kind.folder:
+            raise DigitrecError(f"{shown(path)}: is a device or FIFO, not a folder; give a "
+                                f"folder name for {kind.name}")
+        return
+    identity = (info.st_dev, info.st_ino)
+    for given in inputs:
+        try:
+            same = os.stat(given)
+        except OSError:
+            continue
+        if (same.st_dev, same.st_ino) == identity:
+            raise DigitrecError(f"{shown(path)}: is one of this command's inputs "
+                                f"({shown(given)}); not overwriting it")
+    if stat.S_ISDIR(mode) != kind.folder:
+        if kind.folder:
+            raise DigitrecError(f"{shown(path)}: is a file; give a folder name for "
+                                f"{kind.name}")
+        raise DigitrecError(f"{shown(path)}: is a folder; give a file name for {kind.name}")
+    if force or (not kind.folder and info.st_size == 0):
+        return
+    try:
+        recognised = kind.recognise(target)
+    except OSError as exc:
+        raise DigitrecError(f"{shown(path)}: cannot read what is there: "
+                            f"{exc.strerror or exc}") from None
+    if not recognised:
+        what = ("a folder with files this command did not write" if kind.folder
+                else f"a file that is not {kind.name}")
+        how = f"without {forced_by}" if forced_by else "(move it away first)"
+        raise DigitrecError(f"{shown(path)}: exists and is {what}; not replacing it {how}")
+
+
+def _check_creatable(path: Path, folder: Path) -> None:
+    """A file can be created in `folder` (or in what would become it)."""
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise DigitrecError(f"{shown(path)}: cannot write there: {shown(folder)} is not "
+                            f"a folder")
+    try:
+        if len(os.fsencode(path.name)) > _name_max(folder):
+            raise OSError(errno.ENAMETOOLONG, "File name too long")
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".digitrec-write-test.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = DISK_PROBLEMS.get(exc.errno, exc.strerror or str(exc))
+        raise DigitrecError(f"{shown(path)}: cannot write there: {reason}") from None
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` all at once or not at all."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, disk_errors(path, needed=len(data)):
         tmp.write_bytes(data)
 
 
@@ -93,7 +377,8 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 def atomic_write_csv(path: str | os.PathLike, header: Sequence[str],
                      rows: Iterable[Sequence[Any]]) -> None:
     """Write a CSV (UTF-8, one header line) all at once or not at all."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, disk_errors(path), \
+            open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)

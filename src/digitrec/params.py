@@ -49,10 +49,13 @@ def _mirror(value: str) -> bool:
         parts.port  # noqa: B018 (raises ValueError for a malformed host or port)
     except ValueError:
         return False
+    if parts.scheme in MIRROR_SCHEMES and any(c.isspace() or not c.isprintable()
+                                              for c in value):
+        return False  # a URL writes a space as %20; a control character is a mistake
     if parts.scheme == "file":
         return parts.netloc in ("", "localhost")  # file:///path: this machine's files only
     if parts.scheme in MIRROR_SCHEMES:
-        return bool(parts.netloc)
+        return bool(parts.hostname)
     return "://" not in value  # a plain folder
 
 
@@ -74,12 +77,15 @@ class DownloadParams:
 
 @dataclass(frozen=True)
 class PrepareParams:
-    """`prepare`: the validation split carved from the training set."""
+    """`prepare`: the validation split carved from the training set, and how many negatives
+    (pictures with no digit) to draw beside each split's digits."""
 
     val_size: float | int = setting(
         0.1, "a fraction between 0 and 1 (exclusive), or a whole number of images (1 or more)",
         lambda value: (0 < value < 1) if isinstance(value, float) else value >= 1)
     seed: int = setting(42, f"a whole number from 0 to {MAX_SEED}", _between(0, MAX_SEED))
+    negatives: float = setting(0.3, "a share of each split's digits, from 0 to 1 (0: none)",
+                               _fraction)
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,8 @@ class TrainParams:
                                      lambda value: 0 <= value < 1)
     augment: Augment | None = setting(
         Augment(), "true, false, or a mapping of shift, rotation, zoom, redrawn, flip")
+    negatives: float = setting(0.2, "a share of the training examples, from 0 to 0.9 "
+                               "(0: outlier exposure off)", _between(0, 0.9))
     seed: int = setting(42, f"a whole number from 0 to {MAX_SEED}", _between(0, MAX_SEED))
     checkpoint_every: int = setting(5, "a whole number of epochs, 1 or more", _at_least(1),
                                     shapes_outputs=False)

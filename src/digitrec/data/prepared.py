@@ -4,9 +4,13 @@
 - `{split}_labels.npy`: uint8 (N,);
 - `train_redrawn.npy`: the training digits drawn again as the predict stage draws a user's
   picture (see `images.redraw`), same shape as `train_images.npy`;
+- `{split}_negatives.npy` (only when `prepare.negatives` is above 0 and the dataset has
+  negatives, see `catalog.Dataset.negatives`): float32 (M, 28, 28, 1) pictures with no digit,
+  drawn in MNIST's style, from a seed of their own per split;
 - `manifest.json` (`write_manifest` writes the whole of it): `image_shape`, `val_size`, `seed`,
-  `sources` (the SHA-256 of every raw file), and `splits`: per split its `count`,
-  `class_counts`, `pixel_mean` and `pixel_std`, and for train also `redrawn_pixel_mean`.
+  `negatives` (the share), `sources` (the SHA-256 of every raw file), and `splits`: per split
+  its `count`, `class_counts`, `pixel_mean` and `pixel_std`, `negatives` (their count, when
+  drawn), and for train also `redrawn_pixel_mean`.
 
 The arrays are `.npy` files so that training memory-maps them instead of loading them.
 """
@@ -74,14 +78,15 @@ def create_redrawn(out_dir: Path, shape: tuple[int, ...]) -> np.memmap:
 
 
 def write_manifest(out_dir: Path, val_size: float | int, seed: int, sources: dict[str, str],
-                   splits: dict[str, dict[str, Any]], redrawn_pixel_mean: float
-                   ) -> dict[str, Any]:
-    """Write `manifest.json` from its parts (`splits` as `write_split` returned them) and
-    return it."""
+                   splits: dict[str, dict[str, Any]], redrawn_pixel_mean: float,
+                   negatives: float = 0.0) -> dict[str, Any]:
+    """Write `manifest.json` from its parts (`splits` as `write_split` returned them, each
+    with its `negatives` count when they were drawn) and return it."""
     manifest: dict[str, Any] = {
         "image_shape": list(IMAGE_SHAPE),
         "val_size": val_size,
         "seed": seed,
+        "negatives": negatives,
         "sources": sources,
         "splits": {**splits, "train": {**splits["train"],
                                        "redrawn_pixel_mean": redrawn_pixel_mean}},

@@ -1,8 +1,9 @@
 """Turn the raw IDX files into the prepared splits (the format: `digitrec.data.prepared`).
 
 Checks that the files fit together and look like the dataset, carves a stratified, seeded
-validation split off the training set, normalises, and redraws the training digits as the
-predict stage draws a user's picture. The whole folder is built beside the old one and
+validation split off the training set, normalises, redraws the training digits as the
+predict stage draws a user's picture, and draws each split's negatives (pictures with no
+digit, `digitrec.data.negatives`). The whole folder is built beside the old one and
 swapped in at the end, so a failure leaves the previous output untouched.
 """
 
@@ -29,6 +30,7 @@ from digitrec.files import make_shareable, replace_dir, sha256_file
 from digitrec.parallel import parallel_map
 
 REDRAW_CHUNK = 500
+NEGATIVES_CHUNK = 500  # negatives drawn per task; each chunk has its own seed
 
 
 def load_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -103,8 +105,43 @@ def _redraw_chunk(images: np.ndarray) -> np.ndarray:
     return np.stack([redraw(image[..., 0]) for image in images])[..., None]
 
 
-def prepare(raw_dir: Path, out_dir: Path, val_size: float | int, seed: int) -> dict[str, Any]:
-    """Validate the raw files, split, normalise and write everything; return the manifest."""
+def negative_seed(seed: int, split: str, chunk: int) -> int:
+    """The seed of one chunk of a split's negatives: its own for every split (val and test
+    hold pictures training never saw) and chunk (so the cores can share the drawing, and
+    the pictures do not depend on how many there are)."""
+    key = [seed, prepared.SPLITS.index(split), chunk]
+    return int(np.random.SeedSequence(key).generate_state(1)[0])
+
+
+def write_negatives(out_dir: Path, counts: dict[str, int], seed: int) -> None:
+    """Draw `counts[split]` negatives for each split, in chunks over the cores, and write
+    them as `{split}_negatives.npy`."""
+    tasks = [(split, chunk, min(NEGATIVES_CHUNK, count - start))
+             for split, count in counts.items()
+             for chunk, start in enumerate(range(0, count, NEGATIVES_CHUNK))]
+    drawn = parallel_map(_draw_chunk, [(size, negative_seed(seed, split, chunk))
+                                       for split, chunk, size in tasks],
+                         progress="prepare: drawing negatives")
+    for split in counts:
+        parts = [images for (of, _, _), images in zip(tasks, drawn, strict=True)
+                 if of == split]
+        images = np.concatenate(parts) if parts else np.zeros((0, IMAGE_SIDE, IMAGE_SIDE))
+        prepared.write_negatives(out_dir, split, images)
+
+
+def _draw_chunk(task: tuple[int, int]) -> np.ndarray:
+    from digitrec.data.negatives import draw_negatives  # fonts and Pillow: only prepare
+
+    count, seed = task
+    return draw_negatives(count, seed)
+
+
+def prepare(raw_dir: Path, out_dir: Path, val_size: float | int, seed: int,
+            negatives: float = 0.0) -> dict[str, Any]:
+    """Validate the raw files, split, normalise and write everything; return the manifest.
+
+    `negatives` is the share of each split's digits drawn again as negatives (0: none, and
+    no negatives files, as for a dataset with nothing to refuse)."""
     train_x, train_y = load_pair(raw_dir / TRAIN_IMAGES, raw_dir / TRAIN_LABELS)
     test_x, test_y = load_pair(raw_dir / TEST_IMAGES, raw_dir / TEST_LABELS)
     train_idx, val_idx = stratified_split(train_y, val_size, seed)
@@ -120,8 +157,15 @@ def prepare(raw_dir: Path, out_dir: Path, val_size: float | int, seed: int) -> d
     try:
         written = {split: prepared.write_split(staging, split, images, labels)
                    for split, (images, labels) in splits.items()}
+        if negatives > 0:
+            counts = {split: round(negatives * len(labels))
+                      for split, (_, labels) in splits.items()}
+            write_negatives(staging, counts, seed)
+            written = {split: {**entry, "negatives": counts[split]}
+                       for split, entry in written.items()}
         manifest = prepared.write_manifest(staging, val_size, seed, sources, written,
-                                           redrawn_pixel_mean=write_redrawn(staging))
+                                           redrawn_pixel_mean=write_redrawn(staging),
+                                           negatives=negatives)
         make_shareable(staging, directory=True)
         replace_dir(staging, out_dir)
     finally:

@@ -2,9 +2,12 @@
 table, confusion data and pictures for `dvc plots`.
 
 The test split is the headline; the val split is scored too, under `val`, so that model
-selection can be done without ever looking at the test set. The metrics file holds a handful
-of finite numbers that do not vary from run to run (no timings), so `dvc metrics diff` and
-`dvc exp show` stay readable; the per-class figures go to a plot file.
+selection can be done without ever looking at the test set. When the prepared data holds
+test negatives (pictures with no digit), `refusal_auroc` says how well the model's top
+probability tells the test digits from them (1: every digit above every negative). The
+metrics file holds a handful of finite numbers that do not vary from run to run (no
+timings), so `dvc metrics diff` and `dvc exp show` stay readable; the per-class figures go
+to a plot file.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from digitrec import scoring
-from digitrec.data.prepared import load_split
+from digitrec.data.prepared import load_negatives, load_split
 from digitrec.evaluation.figures import draw_confusion, draw_mistakes
 from digitrec.files import atomic_write_csv, atomic_write_json
 from digitrec.modelfile import load_model
@@ -33,6 +36,10 @@ def evaluate(model_path: Path, prepared_dir: Path, metrics_file: Path, plots_dir
     test = scoring.scores(model_probabilities(model, test_images), test_labels)
     val = model_probabilities(model, val_images)
     metrics = scoring.headline(test)
+    negatives = load_negatives(prepared_dir, "test")
+    if len(negatives):
+        metrics["refusal_auroc"] = scoring.refusal_auroc(
+            test.probabilities, model_probabilities(model, negatives))
     metrics["val"] = {"accuracy": scoring.accuracy(val, val_labels)}
 
     atomic_write_csv(plots_dir / "confusion.csv", ["actual", "predicted"],

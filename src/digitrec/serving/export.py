@@ -12,9 +12,6 @@ its final place and renamed there only then, so a failed export never replaces a
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +23,17 @@ import numpy as np
 
 from digitrec import scoring
 from digitrec.errors import DigitrecError
-from digitrec.files import make_shareable, replace_dir
+from digitrec.files import (
+    Kind,
+    check_output,
+    holds_only,
+    make_shareable,
+    put_file,
+    replace_dir,
+    staging_dir,
+    starts_with,
+)
+from digitrec.paths import MODEL
 
 TOLERANCE = 1e-4
 EXTRA = 'pip install "digitrec[export]"'
@@ -111,21 +118,36 @@ def run_tflite(path: Path, digits: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Format:
     """One export format: what Keras calls it, the file's suffix (none: a folder), the
-    runtime that checks it, the packages it needs beyond TensorFlow, and for whom it is."""
+    runtime that checks it, the packages it needs beyond TensorFlow, for whom it is, and
+    how an earlier export of it is recognised (only that is replaced without --force)."""
 
     keras_name: str
     suffix: str
     run: Callable[[Path, np.ndarray], np.ndarray]
     needs: tuple[str, ...]
     use: str
+    kind: Kind
 
+
+SAVEDMODEL_ENTRIES = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
 
 FORMATS: dict[str, Format] = {
-    "savedmodel": Format("tf_saved_model", "", run_savedmodel, (), "TensorFlow Serving"),
+    "savedmodel": Format("tf_saved_model", "", run_savedmodel, (), "TensorFlow Serving",
+                         Kind("a SavedModel folder", holds_only(*SAVEDMODEL_ENTRIES),
+                              folder=True)),
     "onnx": Format("onnx", ".onnx", run_onnx, ("tf2onnx", "onnx", "onnxruntime"),
-                   "ONNX Runtime"),
-    "tflite": Format("litert", ".tflite", run_tflite, (), "TensorFlow Lite / LiteRT"),
+                   "ONNX Runtime", Kind("an ONNX model", starts_with(b"\x08"))),
+    "tflite": Format("litert", ".tflite", run_tflite, (), "TensorFlow Lite / LiteRT",
+                     Kind("a TensorFlow Lite model", starts_with(b"TFL3", offset=4))),
 }
+
+
+def default_output(format: str) -> Path:
+    """Where `digitrec export` writes a format when not told: beside the model, named after
+    it (`models/model.onnx`), or `models/savedmodel/` (git-ignored, as they are made from a
+    model DVC tracks)."""
+    suffix = FORMATS[format].suffix
+    return MODEL.with_suffix(suffix) if suffix else MODEL.parent / format
 
 
 def require_tools(format: str) -> None:
@@ -143,35 +165,31 @@ def _importable(name: str) -> bool:
 
 @contextmanager
 def staged_output(output: Path, format: str) -> Iterator[Path]:
-    """A path in a temporary folder beside `output` to export to; moved onto `output` only
-    when the block succeeds. An existing folder is replaced only if it is a SavedModel."""
-    if format == "savedmodel":
-        if output.is_file() or (output.is_dir() and any(output.iterdir())
-                                and not (output / "saved_model.pb").is_file()):
-            raise DigitrecError(f"{output}: exists and is not a SavedModel folder; "
-                                f"not replacing it")
-    elif output.is_dir():
-        raise DigitrecError(f"{output}: is a folder; give a file name for the {format} model")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
-    try:
+    """A path in a scratch folder beside `output` to export to; put at `output` only when
+    the block succeeds (a folder swapped in, a file renamed, or written into a device).
+    What is at `output` is checked first (`export`: `files.check_output`)."""
+    with staging_dir(output) as staging:
         artifact = staging / f"model{FORMATS[format].suffix}"
         yield artifact
         make_shareable(artifact, directory=artifact.is_dir())
         if artifact.is_dir():
             replace_dir(artifact, output)
         else:
-            os.replace(artifact, output)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            put_file(artifact, output)
 
 
-def export_model(model: Any, format: str, output: Path) -> Check:
-    """Write `model` as `format` at `output`, checked against Keras before it is kept."""
+def export_model(model: Any, format: str, output: Path, *, inputs: tuple[Path, ...] = (),
+                 force: bool = False) -> Check:
+    """Write `model` as `format` at `output`, checked against Keras before it is kept.
+
+    `output` is checked first: never one of `inputs` (the model file), and an existing
+    file or folder that is not an earlier export of `format` only with `force`.
+    """
     if format not in FORMATS:
         raise DigitrecError(f"unknown export format {format!r}; choose one of "
                             f"{', '.join(FORMATS)}")
     require_tools(format)
+    check_output(output, FORMATS[format].kind, inputs=inputs, force=force)
     digits = check_digits()
     expected = np.asarray(model.predict_on_batch(digits), dtype=np.float64)
     output = Path(output)
@@ -187,7 +205,7 @@ def export_model(model: Any, format: str, output: Path) -> Check:
     return check
 
 
-def export(model_path: Path, format: str, output: Path) -> Check:
+def export(model_path: Path, format: str, output: Path, force: bool = False) -> Check:
     """`digitrec export`: load the Keras model file and export it."""
     from digitrec.modelfile import load_model
 
@@ -195,4 +213,6 @@ def export(model_path: Path, format: str, output: Path) -> Check:
         raise DigitrecError(f"unknown export format {format!r}; choose one of "
                             f"{', '.join(FORMATS)}")
     require_tools(format)
-    return export_model(load_model(model_path), format, Path(output))
+    check_output(output, FORMATS[format].kind, inputs=(model_path,), force=force)
+    return export_model(load_model(model_path), format, Path(output),
+                        inputs=(Path(model_path),), force=force)

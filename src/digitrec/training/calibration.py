@@ -11,6 +11,9 @@ from typing import Any
 import numpy as np
 
 BOUNDS = (0.05, 20.0)
+BATCH = 1000
+# log(0) would be -inf: a probability float32 rounds to 0 is read as its smallest value
+PROBABILITY_FLOOR = float(np.finfo(np.float32).smallest_subnormal)
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -42,3 +45,20 @@ def bake_temperature(model: Any, temperature: float) -> None:
     if type(layer).__name__ != "Dense" or not weights:
         raise ValueError(f"last layer {layer.name} is not a Dense layer to scale")
     layer.set_weights([w / temperature for w in weights])
+
+
+def calibrate(model: Any, images: np.ndarray, labels: np.ndarray) -> float:
+    """Fit the temperature on these (validation) digits and bake it into `model`; return it.
+
+    The logits are the log of the model's probabilities: they differ from the last layer's
+    raw outputs by one constant per row, which softmax(logits / T) does not see. The model
+    is called directly, batch by batch, which works in any distribution strategy's loop.
+    """
+    rows = [np.asarray(model(np.asarray(images[start: start + BATCH]), training=False),
+                       dtype=np.float64)
+            for start in range(0, len(images), BATCH)]
+    probabilities = np.concatenate(rows) if rows else np.zeros((0, 1))
+    logits = np.log(np.maximum(probabilities, PROBABILITY_FLOOR))
+    temperature = fit_temperature(logits, labels)
+    bake_temperature(model, temperature)
+    return temperature

@@ -39,7 +39,8 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 class EpochLog(keras.callbacks.Callback):
     """Log every epoch's numbers to DVCLive under the epoch's number (1, 2, ...), as
-    `train/loss`, `train/accuracy`, `val/loss` and `val/accuracy`."""
+    `train/loss`, `train/accuracy`, `val/loss` and `val/accuracy`. The run ends the log
+    once it has added what comes after training (the temperature)."""
 
     def __init__(self, live: Any):
         super().__init__()
@@ -47,9 +48,6 @@ class EpochLog(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         log_epoch(self.live, epoch + 1, logs or {})
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        self.live.end()
 
 
 def metric_name(key: str) -> str:

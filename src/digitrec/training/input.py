@@ -18,11 +18,17 @@ from digitrec.data import prepared
 from digitrec.params import Augment, TrainParams
 
 VALIDATION_BATCH = 512
+NEGATIVE = -1  # the label of a negative (a picture with no digit) in a stream of classes
 
 
 class TrainingInput:
-    """A run's data: the prepared train and val splits, memory-mapped, as the streams a
-    loop feeds the model (one-hot labels, which the loss smooths).
+    """A run's data: the prepared train and val splits and the training negatives,
+    memory-mapped, as the streams a loop feeds the model (target rows: one-hot for a digit,
+    uniform for a negative; the loss smooths them).
+
+    Outlier exposure (`train.negatives` above 0, and negatives in the prepared data): that
+    share of the training examples are negatives, so the model learns to give a picture
+    with no digit no confident class. An epoch is still one pass over the digits.
 
     `workers` processes train side by side (multi-worker); each takes an equal share of
     every global batch and of the examples.
@@ -33,8 +39,11 @@ class TrainingInput:
         self.prepared_dir = prepared_dir
         self.train_images, self.train_labels = prepared.load_split(prepared_dir, "train")
         self.val_images, self.val_labels = prepared.load_split(prepared_dir, "val")
+        self.negatives = prepared.load_negatives(prepared_dir, "train")
+        self.negative_share = config.negatives if len(self.negatives) else 0.0
         self.batch_size = config.batch_size // workers
-        self.steps_per_epoch = epoch_steps(len(self.train_labels), self.batch_size, workers)
+        self.steps_per_epoch = epoch_steps(len(self.train_labels), self.batch_size, workers,
+                                           self.negative_share)
 
     def training(self, skip_epochs: int = 0, shard: tuple[int, int] | None = None
                  ) -> tf.data.Dataset:
@@ -43,13 +52,15 @@ class TrainingInput:
         redrawn = None
         if augment is not None and augment.redrawn > 0:
             redrawn = prepared.load_redrawn(self.prepared_dir)
-        return one_hot_labels(training_dataset(
+        negatives = np.asarray(self.negatives) if self.negative_share > 0 else None
+        return target_rows(training_dataset(
             np.asarray(self.train_images), self.train_labels, self.batch_size,
-            self.config.seed, augment, redrawn, skip_epochs=skip_epochs, shard=shard))
+            self.config.seed, augment, redrawn, skip_epochs=skip_epochs, shard=shard,
+            negatives=negatives, negative_share=self.negative_share))
 
     def validation(self) -> tf.data.Dataset:
-        return one_hot_labels(validation_dataset(np.asarray(self.val_images), self.val_labels,
-                                                 VALIDATION_BATCH))
+        return target_rows(validation_dataset(np.asarray(self.val_images), self.val_labels,
+                                              VALIDATION_BATCH))
 
 
 def training_dataset(
@@ -61,34 +72,46 @@ def training_dataset(
     redrawn: np.ndarray | None = None,
     skip_epochs: int = 0,
     shard: tuple[int, int] | None = None,
+    negatives: np.ndarray | None = None,
+    negative_share: float = 0.0,
 ) -> tf.data.Dataset:
     """An endless, seeded stream of shuffled (and optionally augmented) training batches.
 
-    Use with `epoch_steps(examples, batch_size, shards)`; `skip_epochs` resumes the
-    stream where an interrupted run left it. `shard=(count, index)` keeps one of `count`
-    equal, disjoint shares of the examples (the remainder is left out), so that workers
-    training side by side never see the same example in an epoch. `redrawn` is a second
-    version of every image, shown instead of the first for a share `augment.redrawn` of the
-    examples, drawn anew for each example every epoch.
+    Use with `epoch_steps(examples, batch_size, shards, negative_share)`; `skip_epochs`
+    resumes the stream where an interrupted run left it. `shard=(count, index)` keeps one of
+    `count` equal, disjoint shares of the examples (the remainder is left out), so that
+    workers training side by side never see the same example in an epoch. `redrawn` is a
+    second version of every image, shown instead of the first for a share `augment.redrawn`
+    of the examples, drawn anew for each example every epoch.
+
+    With `negatives` and a `negative_share` above 0, each example is a negative (label
+    NEGATIVE) with that chance, drawn by `sample_from_datasets` from the negatives' own
+    shuffled stream; negatives are augmented as the digits are (a redrawn version of one is
+    itself). Without, batches follow the digits' epochs exactly, the last one short.
     """
     share = augment.redrawn if augment is not None and redrawn is not None else 0.0
     if share > 0:
         images = np.concatenate([images, redrawn], axis=-1)  # both, as two channels
-    dataset = examples(images, labels)
     shards, index = shard or (1, 0)
-    count = len(labels) // shards
     if shard is not None:
-        dataset = dataset.shard(shards, index).take(count)
         seed += index  # each worker augments its share differently
-    steps_per_epoch = epoch_steps(len(labels), batch_size, shards)
-    dataset = (
-        dataset
-        .shuffle(count, seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
-        .repeat()
-        .enumerate()
-        .skip(skip_epochs * steps_per_epoch)
-    )
+    mixing = negatives is not None and len(negatives) > 0 and negative_share > 0
+    digits = _shuffled(examples(images, labels), len(labels), shard, seed)
+    if mixing:
+        if share > 0:
+            negatives = np.concatenate([negatives, negatives], axis=-1)
+        negative_labels = np.full(len(negatives), NEGATIVE, dtype=np.int32)
+        stream = tf.data.Dataset.sample_from_datasets(
+            [digits.repeat(),
+             _shuffled(examples(negatives, negative_labels), len(negatives), shard, seed + 1
+                       ).repeat()],
+            weights=[1 - negative_share, negative_share], seed=seed)
+        dataset = stream.batch(batch_size)
+    else:
+        dataset = digits.batch(batch_size).repeat()
+    steps_per_epoch = epoch_steps(len(labels), batch_size, shards,
+                                  negative_share if mixing else 0.0)
+    dataset = dataset.enumerate().skip(skip_epochs * steps_per_epoch)
     seed_tensor = tf.constant(seed, tf.int64)
 
     def prepare_batch(step: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]
@@ -107,10 +130,22 @@ def training_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def epoch_steps(examples: int, batch_size: int, shards: int = 1) -> int:
+def _shuffled(dataset: tf.data.Dataset, count: int, shard: tuple[int, int] | None,
+              seed: int) -> tf.data.Dataset:
+    """This worker's share of `count` examples, reshuffled every pass."""
+    if shard is not None:
+        count //= shard[0]
+        dataset = dataset.shard(*shard).take(count)
+    return dataset.shuffle(max(count, 1), seed=seed, reshuffle_each_iteration=True)
+
+
+def epoch_steps(examples: int, batch_size: int, shards: int = 1,
+                negative_share: float = 0.0) -> int:
     """Batches in one epoch of one worker's equal share of `examples` (the remainder of an
-    uneven split is left out); the training loop and a resumed stream must agree on it."""
-    return math.ceil(examples // shards / batch_size)
+    uneven split is left out), so many more that the digits still fill an epoch when a
+    `negative_share` of the examples are negatives; the training loop and a resumed stream
+    must agree on it."""
+    return math.ceil(examples // shards / (batch_size * (1 - negative_share)))
 
 
 def pick_version(pairs: tf.Tensor, share: float, seed: tf.Tensor) -> tf.Tensor:
@@ -126,11 +161,17 @@ def validation_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int
     return examples(images, labels).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def one_hot_labels(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """(images, class numbers) batches as (images, one-hot rows): the loss smooths labels,
-    which Keras' sparse loss cannot, and a model saved with the categorical one still loads
-    with Keras alone."""
-    return dataset.map(lambda images, labels: (images, tf.one_hot(labels, NUM_CLASSES)))
+def target_rows(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """(images, class numbers) batches as (images, target rows): one-hot for a digit, and
+    the uniform distribution for a negative (outlier exposure: Hendrycks et al., 2019). The
+    loss smooths them, which Keras' sparse loss cannot, and a model saved with the
+    categorical one still loads with Keras alone."""
+    def rows(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        one_hot = tf.one_hot(labels, NUM_CLASSES)  # all zeros for NEGATIVE
+        uniform = tf.fill(tf.shape(one_hot), 1 / NUM_CLASSES)
+        return images, tf.where(labels[:, None] == NEGATIVE, uniform, one_hot)
+
+    return dataset.map(rows)
 
 
 def examples(images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:

@@ -31,7 +31,7 @@ from digitrec.backend import keras, tf
 from digitrec.errors import DigitrecError
 from digitrec.paths import TrainOutputs
 from digitrec.training.input import TrainingInput
-from digitrec.training.recipe import loss
+from digitrec.training.recipe import is_digit, loss
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,8 @@ def broadcast_from_chief(strategy: tf.distribute.Strategy, variables: list[tf.Va
 
 def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model, global_batch: int,
                     label_smoothing: float):
-    """One synchronous step on every worker; returns the summed (loss, correct, seen)."""
+    """One synchronous step on every worker; returns the summed (loss, examples, digits
+    read right, digits): accuracy counts digits only, as `recipe.DigitAccuracy` does."""
     loss_fn = loss(label_smoothing, reduction=None)
 
     def on_replica(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
@@ -106,9 +107,11 @@ def make_train_step(strategy: tf.distribute.Strategy, model: keras.Model, global
             step_loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
         gradients = tape.gradient(step_loss, model.trainable_variables)
         model.optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-        right = tf.equal(tf.argmax(probabilities, axis=1), tf.argmax(labels, axis=1))
-        return (tf.reduce_sum(per_example), tf.reduce_sum(tf.cast(right, tf.float32)),
-                tf.cast(tf.shape(labels)[0], tf.float32))
+        right = tf.cast(tf.equal(tf.argmax(probabilities, axis=1), tf.argmax(labels, axis=1)),
+                        tf.float32)
+        digits = is_digit(labels)
+        return (tf.reduce_sum(per_example), tf.cast(tf.shape(labels)[0], tf.float32),
+                tf.reduce_sum(right * digits), tf.reduce_sum(digits))
 
     @tf.function
     def train_step(iterator: Any) -> tuple[tf.Tensor, ...]:
@@ -199,16 +202,17 @@ class MultiWorker:
         history: dict[str, list[float]] = {}
         for epoch in range(completed_epochs, epochs):
             callback_list.on_epoch_begin(epoch)
-            loss_sum = correct = seen = 0.0
+            loss_sum = seen = correct = digits = 0.0
             for step in range(data.steps_per_epoch):
                 callback_list.on_train_batch_begin(step)
-                step_loss, step_correct, step_seen = (float(t) for t in train_step(batches))
-                loss_sum, correct = loss_sum + step_loss, correct + step_correct
-                seen += step_seen
+                sums = (float(t) for t in train_step(batches))
+                loss_sum, seen, correct, digits = (
+                    total + value for total, value in zip((loss_sum, seen, correct, digits),
+                                                          sums, strict=True))
                 callback_list.on_train_batch_end(step, {"loss": loss_sum / seen,
-                                                        "accuracy": correct / seen})
+                                                        "accuracy": correct / max(digits, 1)})
             callback_list.on_test_begin()  # the averaged weights in place, as fit's has
-            logs = {"accuracy": correct / seen, "loss": loss_sum / seen,
+            logs = {"accuracy": correct / max(digits, 1), "loss": loss_sum / seen,
                     **evaluate_locally(model, val_data, config.label_smoothing)}
             callback_list.on_test_end()
             callback_list.on_epoch_end(epoch, logs)

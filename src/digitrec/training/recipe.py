@@ -1,5 +1,5 @@
-"""How a model learns, said once for both loops: the loss, the learning-rate schedule, the
-optimizer and the moving average of the weights (`train.ema`).
+"""How a model learns, said once for both loops: the loss, the metric, the learning-rate
+schedule, the optimizer and the moving average of the weights (`train.ema`).
 
 With `ema`, the optimizer keeps an exponential moving average of the weights and the saved
 model holds that average (`callbacks.SwapAveragedWeights` puts it in place for validation and
@@ -7,6 +7,8 @@ checkpoints).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from digitrec.backend import keras
 from digitrec.params import TrainParams
@@ -22,6 +24,44 @@ def loss(label_smoothing: float, reduction: str | None = "sum_over_batch_size"
     from learning to be 100% sure."""
     return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing,
                                                 reduction=reduction)
+
+
+def is_digit(targets: Any) -> Any:
+    """1.0 for a target row that is a digit (one-hot), 0.0 for a negative's (uniform)."""
+    return keras.ops.cast(keras.ops.max(targets, axis=-1) > 0.5, "float32")
+
+
+class DigitAccuracy(keras.metrics.Mean):
+    """The share of digits read right, as `accuracy`: a negative has no right class (its
+    target is uniform, whose argmax would be 0), so it is not counted."""
+
+    def __init__(self, name: str = "accuracy", dtype: Any = None):
+        super().__init__(name=name, dtype=dtype)
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        ops = keras.ops
+        right = ops.cast(ops.argmax(y_true, axis=-1) == ops.argmax(y_pred, axis=-1), "float32")
+        weight = is_digit(y_true)
+        if sample_weight is not None:
+            weight = weight * ops.cast(sample_weight, "float32")
+        return super().update_state(right, sample_weight=weight)
+
+
+def compile_model(model: keras.Model, config: TrainParams, steps_per_epoch: int) -> None:
+    """Compile with the run's optimizer, loss and digit accuracy.
+
+    A file saved from the model (the model, each checkpoint) names Keras' own `accuracy`
+    instead of `DigitAccuracy`, so that it loads with Keras alone: Keras refuses a file
+    whose compile settings name a class it cannot find.
+    """
+    model.compile(optimizer=make_optimizer(config, steps_per_epoch),
+                  loss=loss(config.label_smoothing), metrics=[DigitAccuracy()])
+    compile_config = model.get_compile_config
+
+    def portable_compile_config() -> dict[str, Any]:
+        return {**compile_config(), "metrics": ["accuracy"]}
+
+    model.get_compile_config = portable_compile_config
 
 
 def learning_rate(config: TrainParams, steps_per_epoch: int

@@ -2,9 +2,10 @@
 
 The run owns the sequence: seeding, the data, finding the backup to resume from, building
 the model (in the loop's distribution scope), the callbacks that check, back up, log and
-checkpoint every epoch, and finishing (saving the model, putting the logs in place, dropping
-the backup). A loop only runs epochs: Keras' `fit` on one machine (`SingleMachine` below),
-or the custom loop across several (`multiworker.MultiWorker`).
+checkpoint every epoch, and finishing (calibrating the model on the validation digits,
+saving it, putting the logs in place, dropping the backup). A loop only runs epochs: Keras'
+`fit` on one machine (`SingleMachine` below), or the custom loop across several
+(`multiworker.MultiWorker`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from digitrec.modelfile import save_model
 from digitrec.params import TrainParams
 from digitrec.paths import TrainOutputs
 from digitrec.training import models
+from digitrec.training.calibration import calibrate
 from digitrec.training.callbacks import (
     EpochLog,
     PeriodicCheckpoint,
@@ -31,7 +33,7 @@ from digitrec.training.callbacks import (
     open_live,
 )
 from digitrec.training.input import TrainingInput
-from digitrec.training.recipe import loss, make_optimizer
+from digitrec.training.recipe import compile_model
 from digitrec.training.resume import (
     HISTORY_FILE,
     announce,
@@ -46,6 +48,7 @@ class TrainResult:
     model: keras.Model
     history: dict[str, list[float]]  # per epoch, the interrupted run's epochs included
     seconds: float                   # time spent training in this process
+    temperature: float               # baked into the saved model (calibration.py)
     wrote_outputs: bool = True       # False on a multi-worker job's non-chief workers
 
 
@@ -101,19 +104,29 @@ class TrainingRun:
             announce(self.state, config.epochs)
 
     def execute(self, verbose: int | str) -> TrainResult:
-        """Build the model, train the epochs not done yet, and finish."""
+        """Build the model, train the epochs not done yet, and finish.
+
+        The finished model is calibrated (temperature scaling on the validation digits)
+        before it is saved, so every reader of the file (evaluate, predict, serve, the
+        exports) shows probabilities that mean what they say; the checkpoints are not.
+        """
         with self.loop.scope():
             model = self.build_model()
         earlier = read_history(self.state.backup_dir / HISTORY_FILE, self.state.completed_epochs)
-        callbacks = self.callbacks(model.count_params(), earlier)
+        live = open_live(self.live_dir, model.count_params(), earlier)
+        callbacks = self.callbacks(live)
         start = time.perf_counter()
         history = self.loop.run_epochs(model, self.data, callbacks, self.config.epochs,
                                        self.state.completed_epochs, verbose)
         seconds = time.perf_counter() - start
+        temperature = calibrate(model, self.data.val_images, self.data.val_labels)
+        live.summary["temperature"] = temperature
+        live.end()
         save_model(model, self.outputs.model)
         replace_dir(self.live_dir, self.outputs.metrics)
         shutil.rmtree(self.state.backup_dir.parent, ignore_errors=True)
-        return TrainResult(model, merge_history(earlier, history), seconds, self.loop.is_chief)
+        return TrainResult(model, merge_history(earlier, history), seconds, temperature,
+                           self.loop.is_chief)
 
     @property
     def live_dir(self) -> Path:
@@ -124,12 +137,10 @@ class TrainingRun:
     def build_model(self) -> keras.Model:
         """The registry model, compiled with the run's optimizer, loss and metric."""
         model = models.build_model(self.config.model)
-        model.compile(optimizer=make_optimizer(self.config, self.data.steps_per_epoch),
-                      loss=loss(self.config.label_smoothing), metrics=["accuracy"])
+        compile_model(model, self.config, self.data.steps_per_epoch)
         return model
 
-    def callbacks(self, parameter_count: int, earlier: list[dict[str, float]]
-                  ) -> list[keras.callbacks.Callback]:
+    def callbacks(self, live: Any) -> list[keras.callbacks.Callback]:
         """What runs after every epoch, in this order: stop on a diverged loss, back up the
         raw state, keep the history for resuming, log (validation already saw the averaged
         weights), swap the averaged weights in, checkpoint them."""
@@ -140,7 +151,7 @@ class TrainingRun:
             keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch",
                                              delete_checkpoint=False),
             keras.callbacks.CSVLogger(str(backup_dir / HISTORY_FILE), append=True),
-            EpochLog(open_live(self.live_dir, parameter_count, earlier)),
+            EpochLog(live),
         ]
         if self.config.ema:
             callbacks.append(SwapAveragedWeights(swap_on_epoch=True))
