@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from digitrec.errors import DigitrecError
 
 WORK_SIDE = 256           # longest side worked on: ample for a 20x20 digit, and fast
+SOURCE_SIZE = "digitrec.source_size"  # image.info key: the file's own size, upright
 EXIF_ORIENTATION = 0x0112
 EXIF_SIZE_TAGS = ((0x0100, 0x0101), (0xA002, 0xA003))  # image width/height, in IFD0 and Exif
 EXIF_IFD = 0x8769
@@ -62,6 +63,7 @@ def load_oriented(source: str | Path | BinaryIO) -> tuple[Image.Image, int | Non
             image = Image.open(source)
             if image.tell() != 0:  # SPIDER refuses even seek(0) unless it is a stack
                 image.seek(0)
+            stored = image.size
             exif = image.getexif()
             orientation = exif.get(EXIF_ORIENTATION, 1)
             doubtful = orientation in TRANSPOSE and not exif_size_matches(exif, image.size)
@@ -71,6 +73,8 @@ def load_oriented(source: str | Path | BinaryIO) -> tuple[Image.Image, int | Non
             image = reduce_large(image)
             if orientation in TRANSPOSE:
                 image = image.transpose(TRANSPOSE[orientation])
+            # the size before any reduction, upright: what boxes of a reading refer to
+            image.info[SOURCE_SIZE] = stored[::-1] if orientation in (5, 6, 7, 8) else stored
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageProblem(f"too large to decode safely ({exc})") from None
         except UnidentifiedImageError:
