@@ -11,7 +11,7 @@ from digitrec.reading.batch import BatchOutputs, NothingReadable, predict_batch,
 
 OUTPUTS = BatchOutputs(csv=PREDICTIONS / "predictions.csv",
                        contact_sheet=PREDICTIONS / "contact_sheet.png", metrics=PREDICT_METRICS,
-                       forced_by="")
+                       readings=PREDICTIONS / "readings.json", forced_by="")
 SHOWN_ERRORS = 20  # when nothing could be read, why, for this many pictures
 
 

@@ -7,12 +7,17 @@ import contextlib
 import gzip
 import hashlib
 import http.server
+import io
 import json
+import os
 import re
+import runpy
 import shlex
+import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -121,6 +126,8 @@ class MirrorServer:
     is dropped, the first time only. `ranges`: whether Range requests get 206. `replies`:
     path -> a scripted Reply (endless, trickling, lying...). `sent`: path -> body bytes sent
     of a Reply (present once its headers were all sent). `tls`: serve HTTPS instead.
+    `auth`: the Basic `Authorization` value every request must carry, else 401;
+    `authorizations` records what each request carried.
     """
 
     root: Path
@@ -132,6 +139,8 @@ class MirrorServer:
     user_agents: set[str] = field(default_factory=set)
     sent: dict[str, int] = field(default_factory=dict)
     tls: tuple[Path, Path] | None = None  # (certificate, key)
+    auth: str | None = None
+    authorizations: list[str | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         server = self
@@ -145,6 +154,13 @@ class MirrorServer:
                 range_header = self.headers.get("Range")
                 server.requests.append((self.path, range_header))
                 server.user_agents.add(self.headers.get("User-Agent", ""))
+                server.authorizations.append(self.headers.get("Authorization"))
+                if server.auth is not None and self.headers.get("Authorization") != server.auth:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="mirror"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if self.path in server.replies:
                     self.close_connection = True
                     with contextlib.suppress(OSError):  # the client hung up, as it should
@@ -325,6 +341,26 @@ def doc_command(start: str, page: str) -> list[str]:
     raise AssertionError(f"docs/{page} has no command starting with {start!r}")
 
 
+def shell_commands(text: str) -> list[list[str]]:
+    """The shell commands of a block of text, continuation lines joined and comments
+    dropped, each split as the shell would: what a user pastes."""
+    commands, pending = [], ""
+    for line in text.splitlines():
+        if line.endswith("\\"):
+            pending += line[:-1]
+            continue
+        words = shlex.split(pending + line, comments=True)
+        pending = ""
+        if words:
+            commands.append(words)
+    return commands
+
+
+def doc_commands(page: str, after: str) -> list[list[str]]:
+    """The shell commands of the first ```bash block of `docs/PAGE` after the text `after`."""
+    return shell_commands(doc_block(page, after))
+
+
 def doc_block(page: str, after: str, language: str = "bash") -> str:
     """The first ```LANGUAGE block of `docs/PAGE` after the text `after`."""
     text = (DOCS / page).read_text()
@@ -342,3 +378,62 @@ def flat_keys(values: dict, prefix: str = "") -> set[str]:
         name = f"{prefix}{key}"
         keys |= flat_keys(value, f"{name}.") if isinstance(value, dict) else {name}
     return keys
+
+
+@dataclass
+class StageRun:
+    """What a stage script's run left: its exit code and what it printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_stage(root: Path, name: str, *args: str, check: bool = True) -> StageRun:
+    """Run `stages/NAME.py` of the project at `root` as `python stages/NAME.py ARGS` runs
+    it (as `__main__`, from the project root, its exit code taken from `sys.exit`), but in
+    this process: the suite imports TensorFlow once rather than once per stage run. Use a
+    subprocess only where the process itself is under test (a kill, a real `dvc repro`)."""
+    script = root / "stages" / f"{name}.py"
+    out, err = io.StringIO(), io.StringIO()
+    cwd, argv = os.getcwd(), sys.argv
+    code: int | str | None = 0
+    try:
+        os.chdir(root)
+        sys.argv = [str(script), *args]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                runpy.run_path(str(script), run_name="__main__")
+            except SystemExit as exit_:
+                code = exit_.code
+    finally:
+        os.chdir(cwd)
+        sys.argv = argv
+    returncode = code if isinstance(code, int) else (0 if code is None else 1)
+    result = StageRun(returncode, out.getvalue(), err.getvalue())
+    if check and returncode != 0:
+        raise AssertionError(f"stages/{name}.py failed ({returncode}):\n{result.stdout}\n"
+                             f"{result.stderr}")
+    return result
+
+
+def backed_up_epochs(backups: Path) -> int:
+    """The last epoch a training run has backed up under `backups` (0: none yet)."""
+    done = []
+    for path in backups.glob("*/training_metadata.json"):
+        with contextlib.suppress(OSError, ValueError):  # gone, or caught half-written
+            done.append(json.loads(path.read_text())["epoch"])
+    return max(done, default=0)
+
+
+def kill_once_backed_up(process: subprocess.Popen, backups: Path, min_epochs: int,
+                        victim: subprocess.Popen | None = None, timeout: float = 300) -> None:
+    """SIGKILL `victim` (default: `process`, the training run) once `process` has backed up
+    `min_epochs` epochs under `backups`, or once it ended or `timeout` passed; the caller
+    checks that the kill came in time (the victim's return code is -SIGKILL)."""
+    victim = victim or process
+    deadline = time.monotonic() + timeout
+    while (time.monotonic() < deadline and process.poll() is None
+           and backed_up_epochs(backups) < min_epochs):
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)

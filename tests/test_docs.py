@@ -45,3 +45,23 @@ def test_every_relative_link_in_the_readme_names_a_file():
 def test_relative_links_are_found_and_urls_left_out():
     text = "[a](docs/a.md#x) ![b](docs/b.png) [c](https://x.org/y) [d](#here) [e](mailto:m)"
     assert relative_links(text) == ["docs/a.md", "docs/b.png"]
+
+
+def test_the_pictures_the_docs_send_are_shipped():
+    """The curl lines and snippets read pictures the repository ships, so they run as
+    pasted in a fresh clone (`@FILE` for curl, a quoted path under data/)."""
+    texts = [(ROOT / "README.md").read_text()] + [
+        page.read_text() for page in (ROOT / "docs").glob("*.md")]
+    named = {name for text in texts
+             for name in re.findall(r"""(?:@|["'])(data/user_images/[^\s"']+)""", text)}
+    assert "data/user_images/photo_7.jpg" in named
+    assert sorted(name for name in named if not (ROOT / name).is_file()) == []
+
+
+def test_the_docs_command_to_retrain_reruns_train_alone(project):
+    """The training page's `dvc repro -f ...` (after a change of checkpoint pacing) reruns
+    train, and neither download nor prepare before it (DVC's `-f` alone would)."""
+    text = (ROOT / "docs" / "training.md").read_text()
+    command = re.search(r"`(dvc repro -f[^`]*)`", text)[1].split()
+    dry = project.dvc(*command[1:], "--dry").stdout
+    assert re.findall(r"Running stage '(\w+)'", dry) == ["train"]

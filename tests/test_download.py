@@ -468,3 +468,83 @@ def test_dvc_repro_failed_download_keeps_data_raw(project, mirror):
 
     project.set_params(download={"mirrors": [mirror.url("good/")]})
     assert "up to date" in project.dvc("status", "download").stdout  # still what dvc.lock says
+
+
+# --- a mirror that needs a password: used, never shown ----------------------------------------
+
+BASIC = "Basic " + __import__("base64").b64encode(b"reader:s3cr3t/+%@x").decode()
+
+
+def test_credentials_in_the_url_are_sent_and_never_shown(tmp_path, mirror, arrays, dataset,
+                                                         capsys):
+    write_archives(mirror.root / "private", arrays)
+    mirror.auth = BASIC
+    base = mirror.url("private/").replace("http://", "http://reader:s3cr3t%2F%2B%25%40x@")
+    wrong = base.replace("s3cr3t", "wrong-s3cr3t")
+    outcome = fetch(dataset, [wrong, base], tmp_path)
+    assert_raw_matches(tmp_path, arrays)
+    assert mirror.authorizations.count(BASIC) == 4  # every file, with the header
+    err = capsys.readouterr().err
+    assert "HTTP 401" in err and "reader:***@127.0.0.1" in err
+    assert "holds a password, which DVC records in dvc.lock" in err
+    assert "s3cr3t" not in err + repr(outcome)
+    mirror.missing.add(f"/private/{TRAIN_IMAGES}.gz")
+    (tmp_path / "raw" / TRAIN_IMAGES).unlink()
+    with pytest.raises(DigitrecError) as failed:
+        fetch(dataset, [base], tmp_path)
+    assert "reader:***@" in str(failed.value) and "s3cr3t" not in str(failed.value)
+
+
+def test_credentials_from_netrc_or_the_environment(tmp_path, mirror, arrays, dataset,
+                                                   monkeypatch, capsys):
+    write_archives(mirror.root / "private", arrays)
+    mirror.auth = BASIC
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1\n  login reader\n  password s3cr3t/+%@x\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    fetch(dataset, [mirror.url("private/")], tmp_path)
+    assert_raw_matches(tmp_path, arrays)
+    assert mirror.authorizations == [BASIC] * 4
+    monkeypatch.setenv("NETRC", str(tmp_path / "none"))
+    monkeypatch.setenv("MIRROR_TOKEN", "s3cr3t/+%@x")
+    with_variable = mirror.url("private/").replace("http://", "http://reader:${MIRROR_TOKEN}@")
+    for name in arrays:
+        (tmp_path / "raw" / name).unlink()
+    fetch(dataset, [with_variable], tmp_path)
+    assert_raw_matches(tmp_path, arrays)
+    assert mirror.authorizations == [BASIC] * 8
+    assert capsys.readouterr().err == ""  # no password in params: no warning
+    monkeypatch.delenv("MIRROR_TOKEN")
+    (tmp_path / "raw" / TRAIN_IMAGES).unlink()
+    with pytest.raises(DigitrecError, match=r"\$\{MIRROR_TOKEN\} is not set in the environment"):
+        fetch(dataset, [with_variable], tmp_path)
+    netrc.write_text("machine 127.0.0.1 login reader password s3cr3t and-the-rest\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    with pytest.raises(DigitrecError, match=r"netrc: not a valid .netrc file \(line \d\)") as bad:
+        fetch(dataset, [mirror.url("private/")], tmp_path)
+    assert "and-the-rest" not in str(bad.value)
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("http://user:TOKEN@host/x", "http://user:***@host/x"),
+    ("error: https://u:p@ss:w@h:8/a?b and http://plain/x", "error: https://u:***@h:8/a?b and "
+                                                           "http://plain/x"),
+    ("https://TOKEN@github.com/x", "https://***@github.com/x"),
+    ("('http://u:TOKEN@h', 'x')", "('http://u:***@h', 'x')"),
+    ("http://h/a@b and /some/folder@2", "http://h/a@b and /some/folder@2"),
+])
+def test_a_secret_in_a_url_is_redacted_wherever_it_is_shown(text, shown, capsys):
+    from digitrec.errors import exit_code, redact
+
+    assert redact(text) == shown
+
+    def fails():
+        raise DigitrecError(text)
+    assert exit_code(fails) == 1
+    assert capsys.readouterr().err == f"error: {shown}\n"
+
+
+def test_a_home_folder_of_nobody_is_a_clear_error(tmp_path, dataset):
+    with pytest.raises(DigitrecError, match="~nonexistentuser-digitrec/x: no such user's home"):
+        fetch(dataset, ["~nonexistentuser-digitrec/x"], tmp_path)

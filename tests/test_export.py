@@ -11,7 +11,7 @@ from digitrec import cli
 from digitrec.errors import DigitrecError
 from digitrec.examples import draw_digit
 from digitrec.modelfile import load_model
-from digitrec.reading.images import clean_image
+from digitrec.reading.images import clean_file, clean_image
 from digitrec.serving import export
 
 
@@ -143,6 +143,33 @@ def test_export_of_a_bad_model_file_is_a_clear_error(tmp_path, capsys, args, mes
     err = capsys.readouterr().err
     assert message in err and err.startswith("error: ")
     assert not (tmp_path / "o").exists()
+
+
+def test_default_output_and_the_docs_onnx_snippet_as_pasted(tmp_path, model_file, capsys,
+                                                            monkeypatch):
+    """In a project's root, `digitrec export --format onnx` writes models/model.onnx, and
+    the docs' ONNX Runtime snippet runs there as pasted, on a picture the project ships."""
+    import shutil
+    from pathlib import Path
+
+    from helpers import doc_block
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "models").mkdir()
+    shutil.copy2(model_file, tmp_path / "models" / "model.keras")
+    (tmp_path / "data" / "user_images").mkdir(parents=True)
+    shutil.copy2(root / "data" / "user_images" / "photo_7.jpg", tmp_path / "data" / "user_images")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["export", "--format", "onnx"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out.startswith("wrote models/model.onnx (onnx)")
+
+    exec(doc_block("export.md", "With ONNX Runtime:", "python"), {})
+    printed = capsys.readouterr().out
+    digit = clean_file(tmp_path / "data" / "user_images" / "photo_7.jpg").digit
+    expected = load_model(model_file).predict_on_batch(digit[None, :, :, None])[0]
+    assert printed.startswith(f"{expected.argmax()} (")
 
 
 def test_export_writes_into_a_device_and_never_over_its_model(tmp_path, model_file, capsys):

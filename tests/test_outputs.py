@@ -17,7 +17,7 @@ from digitrec.errors import DigitrecError
 from digitrec.examples import draw_digit
 from digitrec.reading import batch
 
-CSV_HEAD = b"file,prediction,class,"
+CSV_HEAD = b"file,text,status,"
 
 
 @pytest.fixture(scope="module")

@@ -105,6 +105,11 @@ BAD = [
     ("download", "mirrors", ["file://host/x"], "download.mirrors: expected a list of mirrors"),
     ("download", "mirrors", ["http://[::1"], "download.mirrors: expected a list of mirrors"),
     ("download", "mirrors", ["/tmp\0x"], "download.mirrors: expected a list of mirrors"),
+    ("download", "mirrors", ["http://host/with space/"], "download.mirrors: expected a list"),
+    ("download", "mirrors", ["http://host/x\x1b[2J"], "download.mirrors: expected a list"),
+    ("download", "mirrors", ["http://u:p@/x"], "download.mirrors: expected a list"),
+    ("download", "mirrors", ["http://reader:" + "TOKEN" * 20 + "@host/", "ftp://x/"],
+     "got ['http://reader:***@host/', 'ftp://x/']"),
     ("predict", None, "pictures/", "predict: expected a mapping of settings"),
     ("dataset", None, "kmnist", "dataset: expected one of mnist, fashion_mnist, got 'kmnist'"),
 ]
@@ -120,6 +125,7 @@ def test_bad_params_are_one_clear_error(tmp_path, section, key, value, message):
     assert message in str(error.value)
     assert str(error.value).startswith(f"{path}: ")
     assert "\n" not in str(error.value)
+    assert "TOKEN" not in str(error.value)
 
 
 def test_good_forms_are_read():
@@ -230,3 +236,24 @@ def test_the_docs_accurate_setting_is_valid_and_is_what_the_benchmarks_train():
     params = {**SHIPPED, "train": {**SHIPPED["train"], **block["train"]}}
     train = parse_section(TrainParams, resolve_auto(params)["train"], "train")
     assert train.model == ACCURATE["model"] and train.epochs == ACCURATE["epochs"]
+
+
+@pytest.mark.parametrize("override", ["train.epochs=3", "train.model=cnn3",
+                                      "download.verify=false",
+                                      "download.mirrors=[/mnt/mnist,official]"])
+def test_dvc_exp_run_set_param_keeps_every_comment(tmp_path, override):
+    """`dvc exp run -S KEY=VALUE` rewrites params.yaml (DVC's own code, as here): it changes
+    only the line of that key (and adds a list item), so every comment and the layout stay."""
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    path.write_text(SHIPPED_TEXT)
+    apply_overrides(path, [override])
+    before, after = SHIPPED_TEXT.splitlines(), path.read_text().splitlines()
+    assert [line for line in before if line not in after] == (
+        [] if override.startswith("download.mirrors") else
+        [next(line for line in before if line.strip().startswith(
+            override.split("=")[0].split(".")[-1] + ":"))])
+    assert [line for line in before if line.lstrip().startswith("#")] == [
+        line for line in after if line.lstrip().startswith("#")]
+    assert len(after) - len(before) == (1 if override.startswith("download.mirrors") else 0)

@@ -235,12 +235,13 @@ HOSTILE = {
                       **direct(lambda p: p.write_bytes((f / "seven.png").read_bytes()))(f, m)}),
     "labels not UTF-8": Hostile(labels_file("file,label\nsieben-\xe4.png,7\n", "latin-1"),
                                 raises=r"labels.csv:2: not UTF-8"),
-    "label 12": Hostile(labels_file("file,label\nseven.png,12\n"),
-                        raises=r"labels.csv:2: label '12' is not a class \(0 to 9\)"),
+    "label 1.5": Hostile(labels_file("file,label\nseven.png,1.5\n"),
+                         raises=r"labels.csv:2: label '1.5' is not digits \(such as 7 or "
+                                r"0869\) or 'none'"),
     "label -1": Hostile(labels_file("file,label\nx.png,1\nseven.png,-1\n"),
-                        raises=r"labels.csv:3: label '-1' is not a class"),
+                        raises=r"labels.csv:3: label '-1' is not digits"),
     "label x": Hostile(labels_file("file,label\nseven.png,x\n"),
-                       raises=r"labels.csv:2: label 'x' is not a class"),
+                       raises=r"labels.csv:2: label 'x' is not digits"),
     "labels without header": Hostile(labels_file("seven.png,7\n"),
                                      raises=r"labels.csv:1: expected a header"),
     "labels twice": Hostile(labels_file("file,label\nseven.png,1\nseven.png,7\n"),
@@ -346,7 +347,7 @@ def test_names_that_used_to_escape_alike_are_two_rows_labelled_apart(tmp_path, m
     with open(out.csv, encoding="utf-8", newline="") as f:
         rows = {row["file"]: row["prediction"] for row in csv.DictReader(f)}
     assert rows == {"caf\\xe9.png": "3", "caf\\\\xe9.png": "7"}
-    assert batch.labels == {"caf\\xe9.png": 3, "caf\\\\xe9.png": 7}
+    assert batch.labels == {"caf\\xe9.png": "3", "caf\\\\xe9.png": "7"}
     assert (batch.figures["labelled"], batch.figures["correct"]) == (2, 2)
     assert batch.warnings == []
 
@@ -427,7 +428,7 @@ def test_cli_and_stage_agree(project, model_file):
     assert [row["file"] for row in stage_rows] == sorted(made)
     metrics = json.loads((project.root / "metrics/predict.json").read_text())
     assert metrics["images"] == len(made) and metrics["failed"] == 0
-    assert set(metrics) == {"images", "failed", "unsure", "accuracy"}  # predicted = images - failed
+    assert set(metrics) == {"images", "failed", "unsure", "not_digits", "accuracy"}
     assert metrics["accuracy"] == pytest.approx(
         sum(int(r["prediction"]) == made[r["file"]] for r in stage_rows) / len(made))
     assert metrics["accuracy"] >= 0.8
@@ -529,12 +530,19 @@ class TopHeavyModel:
 
 
 def test_a_doubtful_exif_turn_keeps_the_more_confident_reading():
-    from digitrec.reading.images import Cleaned
+    from digitrec.reading.images import Cleaned, Layout
+    from digitrec.reading.segment import Candidate
+
+    def cleaned(digit, as_stored=None):
+        ways = [digit] if as_stored is None else [digit, as_stored]
+        layouts = [Layout([Candidate(0, 1, 1, 0, way[None], [(0, 0, 28, 28)], [1.0])], 1, 1.0,
+                          turned=way is digit) for way in ways]
+        return Cleaned(digit, True, None, as_stored, layouts=layouts)
 
     top, bottom = np.zeros((28, 28), np.float32), np.zeros((28, 28), np.float32)
     top[4:10, 8:20], bottom[18:24, 8:20] = 1.0, 1.0
-    doubtful = predict.Reading("a.jpg", Path("a.jpg"), Cleaned(bottom, True, None, top))
-    turned_right = predict.Reading("b.jpg", Path("b.jpg"), Cleaned(top, True, None, bottom))
-    plain = predict.Reading("c.jpg", Path("c.jpg"), Cleaned(bottom, True, None))
+    doubtful = predict.Reading("a.jpg", Path("a.jpg"), cleaned(bottom, top))
+    turned_right = predict.Reading("b.jpg", Path("b.jpg"), cleaned(top, bottom))
+    plain = predict.Reading("c.jpg", Path("c.jpg"), cleaned(bottom))
     predict.predict_readings(TopHeavyModel(), [doubtful, turned_right, plain])
     assert [r.prediction for r in (doubtful, turned_right, plain)] == [1, 1, 4]

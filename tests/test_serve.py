@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_damaged_pictures import dds_of_unknown_pixel_format, seed_files
 from tiny_model import train_tiny_model
 
 httpx = pytest.importorskip("httpx")
@@ -29,7 +30,7 @@ uvicorn = pytest.importorskip("uvicorn")
 pytest.importorskip("starlette")
 pytest.importorskip("multipart")
 
-from digitrec.examples import STROKES, draw_digit, make_examples  # noqa: E402
+from digitrec.examples import STROKES, draw_digit, draw_number, make_examples  # noqa: E402
 from digitrec.modelfile import load_model  # noqa: E402
 from digitrec.reading import batch as predict  # noqa: E402
 from digitrec.serving import app as serve  # noqa: E402
@@ -116,6 +117,24 @@ def test_api_agrees_with_predict_on_every_example_picture(tmp_path, model_file, 
     assert correct >= 10, answers
 
 
+def test_api_reads_a_number_as_predict_does(tmp_path, model_file, client):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    draw_number("4071", 120, pen=0.05, ink=20, paper=235, seed=2, gap=0.3).save(
+        folder / "number.png")
+    reading = predict.predict_paths(model_file, [folder])[0]
+    response = client.post("/api/predict", content=(folder / "number.png").read_bytes())
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["text"], answer["status"]) == (reading.text, reading.status)
+    assert len(answer["characters"]) == len(reading.read.characters) == 4
+    for given, character in zip(answer["characters"], reading.read.characters, strict=True):
+        assert tuple(given["box"]) == character.box
+        np.testing.assert_allclose(given["probabilities"], character.probabilities, atol=1e-5)
+    assert (answer["width"], answer["height"]) == Image.open(folder / "number.png").size
+    assert answer["prediction"] is None  # the single-digit fields: for one character only
+
+
 def test_multipart_upload_reads_like_a_raw_body(tmp_path, client):
     picture = png_bytes(draw_digit(4, 200, pen=0.06, ink=20, paper=235, seed=3))
     raw = client.post("/api/predict", content=picture, headers={"Content-Type": "image/png"})
@@ -167,6 +186,7 @@ def _truncated_png() -> bytes:
 
 
 NO_IMAGE_FIELD = _multipart({"picture": ("seven.png", b"\x89PNG...")})
+DAMAGED_DDS = dds_of_unknown_pixel_format(seed_files())  # Pillow: NotImplementedError
 
 BAD_REQUESTS = [
     # (method, path, body, content type, status, words in the error)
@@ -177,6 +197,7 @@ BAD_REQUESTS = [
     ("POST", "/api/predict", png_bytes(Image.new("RGBA", (64, 64), (0, 0, 0, 0))), "image/png",
      422, "blank"),
     ("POST", "/api/predict", _truncated_png(), "image/png", 422, "corrupt or truncated"),
+    ("POST", "/api/predict", DAMAGED_DDS, "image/x-dds", 422, "corrupt or unsupported"),
     ("POST", "/api/predict", b'{"image": "seven"}', "application/json", 422, "not an image"),
     ("POST", "/api/predict", NO_IMAGE_FIELD[0], NO_IMAGE_FIELD[1], 400, "no file field 'image'"),
     ("POST", "/api/predict", b"--x\r\ngarbage", "multipart/form-data", 400, "boundary"),
@@ -497,13 +518,22 @@ def _browser_missing() -> str | None:
     return None
 
 
-def draw_on_canvas(page, digit: int) -> None:
-    """Draw `digit` with the mouse as `digitrec.examples` strokes it: real pointer events."""
+def draw_on_canvas(page, digits: int | str) -> None:
+    """Draw a digit, or a number's digits side by side, with the mouse as
+    `digitrec.examples` strokes them: real pointer events."""
     box = page.locator("#pad").bounding_box()
-    margin, span = 0.2 * box["width"], 0.6 * box["width"]
-    for stroke in STROKES[digit]:
-        points = [(box["x"] + margin + x * span, box["y"] + margin + y * span)
-                  for x, y in stroke]
+    text = str(digits)
+    margin, span = 0.2 * box["width"], 0.6 * box["width"] / len(text)
+    side = span * (0.85 if len(text) > 1 else 1)  # each digit in a square of its own
+    top = box["y"] + (box["height"] - side) / 2
+    for slot, digit in enumerate(text):
+        left = box["x"] + margin + slot * span
+        for stroke in STROKES[int(digit)]:
+            _mouse_stroke(page, [(left + x * side, top + y * side) for x, y in stroke])
+
+
+def _mouse_stroke(page, points) -> None:
+    if points:
         page.mouse.move(*points[0])
         page.mouse.down()
         for x, y in points[1:]:
@@ -577,6 +607,22 @@ def test_page_reads_a_digit_drawn_in_a_real_browser(server, tmp_path):
             expect(page.locator("#reading")).to_have_attribute("aria-busy", "false",
                                                                timeout=30_000)
             expect(page.locator("#prediction")).to_have_text("1")
+            # A number: read whole, each digit boxed on the pad, as the API answers it.
+            page.locator("#clear").click()
+            draw_on_canvas(page, "47")
+            expect(page.locator("#reading")).to_have_attribute("aria-busy", "false",
+                                                               timeout=30_000)
+            picture = page.evaluate("document.getElementById('pad').toDataURL('image/png')")
+            data = base64.b64decode(picture.split(",", 1)[1])
+            answer = httpx.post(server.url + "api/predict", content=data, timeout=60).json()
+            assert len(answer["characters"]) == 2, answer["text"]
+            expect(page.locator("#prediction")).to_have_text(answer["text"])
+            expect(page.locator("#characters")).to_contain_text(", ")
+            green = page.evaluate("""Array.from(document.getElementById('boxes')
+                .getContext('2d').getImageData(0, 0, 280, 280).data)
+                .filter((v, i) => i % 4 == 1 && v > 100).length""")
+            assert green > 50  # the boxes' outlines were drawn
+            page.screenshot(path=str(tmp_path / "number.png"), full_page=True)
             assert failed == []
         finally:
             browser.close()

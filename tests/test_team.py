@@ -1,7 +1,10 @@
 """Working in a team: push, clone, pull, nothing recomputed; experiments; a network remote."""
 
+import csv
 import hashlib
+import io
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -10,8 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-from helpers import doc_command, flat_keys, synthetic_dataset_arrays, write_archives
+from helpers import (
+    doc_block,
+    doc_commands,
+    flat_keys,
+    shell_commands,
+    synthetic_dataset_arrays,
+    write_archives,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -19,13 +28,19 @@ TINY = {"epochs": 1, "batch_size": 64, "checkpoint_every": 1}
 
 
 @pytest.fixture
-def pipeline_run(project, mirror):
-    """The project after one tiny `dvc repro`, committed, as the first teammate has it."""
+def pipeline_ran(project, mirror):
+    """The project after one tiny `dvc repro`, not yet committed."""
     write_archives(mirror.root, synthetic_dataset_arrays(n_train=400, n_test=100))
     project.set_params(download={"mirrors": [mirror.url()], "verify": False}, train=TINY)
     project.dvc("repro")
-    commit(project, "first run")
     return project
+
+
+@pytest.fixture
+def pipeline_run(pipeline_ran):
+    """The project after one tiny `dvc repro`, committed, as the first teammate has it."""
+    commit(pipeline_ran, "first run")
+    return pipeline_ran
 
 
 def commit(project, message):
@@ -73,17 +88,62 @@ def assert_cache_intact(root: Path) -> None:
     assert_objects_whole(root / ".dvc" / "cache" / "files" / "md5")
 
 
-def test_default_remote_push_clone_pull_recomputes_nothing(pipeline_run, tmp_path):
-    project = pipeline_run
-    assert project.dvc("remote", "list").stdout.split()[0] == "storage"
-    project.dvc("push", "--run-cache")
-    assert (tmp_path / "digitrec-storage").is_dir()  # beside the clone, as documented
+def test_team_walkthrough_with_a_teammate_in_an_unrelated_folder(pipeline_ran, tmp_path):
+    """The docs' team block as written, but for `<repo-url>`, the team's folder, and the
+    steps that need a network (`pip install`, `git push`: the teammate clones the first
+    person's repository directly). The teammate's clone is nowhere near the first one, so
+    the committed `../digitrec-storage` would not be the same folder: `digitrec doctor` says
+    so in one line, and the docs' `dvc remote modify --local` step fixes it."""
+    first = pipeline_ran
+    team = tmp_path / "team drive" / "digitrec-storage"
+    elsewhere = tmp_path / "home" / "teammate" / "code"
+    elsewhere.mkdir(parents=True)
+    block = doc_block("team.md", "## Sharing the data and the model")
+    first_person, teammate_block = re.split(r"^# a teammate.*$", block, maxsplit=1,
+                                            flags=re.MULTILINE)
 
-    teammate = clone(project, tmp_path / "teammate")
-    teammate.dvc("pull")
+    def steps(text):
+        for command in shell_commands(text):
+            command = [str(team) if word == "/mnt/team/digitrec-storage" else word
+                       for word in command]
+            while command:  # `a && b`: each in turn
+                step, command = split_and(command)
+                if step[:2] not in (["pip", "install"], ["git", "push"]):
+                    yield step
+
+    for step in steps(first_person):
+        first.run(*step)
+    assert (team / "files").is_dir()
+
+    teammate = None
+    for step in steps(teammate_block):
+        if step[:2] == ["git", "clone"]:
+            assert step[2] == "<repo-url>"
+            teammate = clone(first, elsewhere / step[3])
+            missing = elsewhere / "digitrec-storage"  # where the committed default points
+            doctor = teammate.run("digitrec", "doctor", check=False)
+            assert doctor.returncode == 1
+            assert doctor.stderr.splitlines() == [
+                f"error: DVC remote 'storage' is the folder {missing}, which does not exist; "
+                f"set the team's with `dvc remote modify --local storage url PATH` "
+                f"(see docs/team.md)"]
+        elif step == ["cd", "digitrec"]:
+            continue
+        else:
+            result = teammate.run(*step)
+    assert "Data and pipelines are up to date." in result.stdout  # the last step, dvc repro
+    assert "Running stage" not in result.stdout
     model = "models/model.keras"
-    assert (teammate.root / model).read_bytes() == (project.root / model).read_bytes()
+    assert (teammate.root / model).read_bytes() == (first.root / model).read_bytes()
     assert_nothing_to_do(teammate)
+
+
+def split_and(command: list[str]) -> tuple[list[str], list[str]]:
+    """`a && b` as `a` and `b`."""
+    if "&&" not in command:
+        return command, []
+    at = command.index("&&")
+    return command[:at], command[at + 1:]
 
 
 def test_pull_refuses_a_corrupt_object(pipeline_run, webdav, tmp_path):
@@ -114,33 +174,36 @@ def test_metrics_diff_needs_no_pull(pipeline_run, tmp_path):
     assert "train.epochs" in teammate.dvc("params", "diff", "HEAD~1").stdout
 
 
-def test_experiments_run_queue_and_show(pipeline_run):
+def test_experiments_walkthrough_does_what_its_comments_say(pipeline_run):
+    """The docs' experiments block, run top to bottom in a clean workspace: each queued
+    variant is the committed recipe with its one change (the models queued after
+    `-S train.epochs=3` do not inherit it), the workspace is left as it was, and the
+    `dvc exp show` line fits a 200-column terminal without collapsing a column into `…`."""
     project = pipeline_run
-    project.dvc("exp", "run", "-S", "train.epochs=2")
-    project.dvc("exp", "run", "--queue", "-S", "train.model=cnn3,mlp")
-    project.dvc("exp", "run", "--run-all")
-    shown = project.dvc("exp", "show", "--csv").stdout
-    rows = [line for line in shown.splitlines()[1:] if line.strip()]
-    experiments = [row for row in rows if ",workspace," not in row and ",main," not in row]
-    assert len(experiments) >= 3, shown
-    assert "eval.json" in shown.splitlines()[0] or "accuracy" in shown.splitlines()[0]
-    assert any(",cnn3," in row for row in rows) and any(",mlp," in row for row in rows)
+    *runs, show = doc_commands("experiments.md", "## Try variants")
+    assert [command[:3] for command in runs] == [["dvc", "exp", "run"]] * 3
+    for command in runs:
+        project.dvc(*command[1:])
+    assert project.run("git", "status", "--porcelain").stdout == ""
 
-    # The README's command fits a terminal: every headline metric, params and no dependency.
-    # Not counted: rev, typ and parent, which only --csv has (the table merges them into
-    # Experiment), and the queue's State and Executor, shown while it holds tasks.
-    command = doc_command("dvc exp show --drop", "experiments.md")
-    header = project.dvc(*command[1:], "--csv").stdout.splitlines()[0].split(",")
-    table = [column for column in header
-             if column not in ("rev", "typ", "parent", "State", "Executor")]
-    assert len(table) <= 30, table
+    rows = list(csv.DictReader(io.StringIO(project.dvc(*show[1:], "--csv").stdout)))
+    experiments = sorted((row["train.model"], row["train.epochs"]) for row in rows
+                         if row["typ"].startswith("branch"))
+    committed = str(TINY["epochs"])
+    assert experiments == sorted([("auto", "3"), ("cnn3", committed), ("mlp", committed)])
+
+    terminal = type(project)(project.root, {**project.env, "COLUMNS": "200"})
+    table = terminal.dvc(*show[1:], "--no-pager").stdout
+    assert max(map(len, table.splitlines())) <= 200, table
+    assert "…" not in table, table
+    header = table.splitlines()[1]
     metrics = {f"{file}:{key}" if key == "accuracy" else key  # DVC's name for a name clash
                for file in ("metrics/eval.json", "metrics/predict.json")
                for key in flat_keys(json.loads((project.root / file).read_text()))}
-    params = flat_keys(yaml.safe_load((project.root / "params.yaml").read_text()))
-    assert metrics <= set(table), table
-    assert set(table) - metrics - {"Experiment", "Created"} <= params, table
-    assert "train.model" in table and "download.deadline" not in table
+    assert {"metrics/eval.json:accuracy", "metrics/predict.json:accuracy", "ece",
+            "val.accuracy", "train.model", "train.epochs"} <= set(header.split())
+    assert set(header.split()) - {"Experiment", "Created"} <= metrics | {
+        "train.model", "train.epochs"}, header
 
 
 class WebDAVServer:

@@ -107,7 +107,7 @@ FASHION_MNIST = Dataset(
     model="fashionnet",
     # Photos of clothes, centred, upright and of one size: only mirror them. Drawing them as
     # pen strokes erases their texture, and each of the handwriting distortions cost test
-    # accuracy (see the README's benchmarks).
+    # accuracy (see docs/benchmarks.md).
     augment={"redrawn": 0.0, "flip": True, "rotation": 0.0, "shift": 0.0, "zoom": 0.0},
     # Every picture is one of the ten; the negatives are drawn as handwriting is.
     negatives=False,
@@ -135,7 +135,8 @@ class Recipe:
 
 
 # By registry model (training/models.py; a test checks both list the same models): ours as
-# measured in the benchmarks, the tutorial models as their tutorials train them.
+# measured in the benchmarks, the tutorial models at their tutorials' epochs and rate (the
+# rest of the recipe, params.yaml's train section, is the same for every model).
 MODEL_RECIPES: dict[str, Recipe] = {
     "digitnet": Recipe(epochs=7, learning_rate=0.03),
     "digitnet_wide": Recipe(epochs=20, learning_rate=0.03),

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from digitrec import __version__
 from digitrec.errors import DigitrecError, run_command
@@ -124,18 +125,17 @@ def predict_command(paths: Sequence[str], model: str, csv_path: str | None,
         batch = predict_batch(Path(model), paths, outputs, class_names=names,
                                       threshold=unsure_below, progress=True)
     except NothingReadable as exc:
-        _print_readings(exc.readings, names)
+        _print_readings(exc.readings)
         raise
-    _print_readings(batch.readings, names)
+    _print_readings(batch.readings)
     for warning in batch.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     misread = batch.misread()
     if misread:
         print(f"misread ({len(misread)}):")
         for reading in misread:
-            got = (f"read {names[reading.prediction]}" if reading.probabilities is not None
-                   else "not read")
-            print(f"  {reading.name}: {got}, label {names[batch.labels[reading.name]]}")
+            print(f"  {reading.name}: {said(reading)}, label "
+                  f"{batch.labels[reading.name] or 'none'}")
     return summary_line(batch)
 
 
@@ -149,14 +149,22 @@ def project_class_names() -> tuple[str, ...]:
     return get_dataset(read_params("dataset").dataset).class_names
 
 
-def _print_readings(readings: list, names: Sequence[str]) -> None:
+def said(reading: Any) -> str:
+    """What a reading says, in words: `read 0869`, `no digit`, `not read`."""
+    if reading.read is None:
+        return "not read"
+    return "no digit" if reading.status == "not_digits" else f"read {reading.text}"
+
+
+def _print_readings(readings: list) -> None:
     for reading in readings:
-        if reading.probabilities is None:
+        if reading.read is None:
             print(f"{reading.name}: error: {reading.error}")
+        elif reading.status == "not_digits":
+            print(f"{reading.name}: not a digit")
         else:
             unsure = ", unsure" if reading.unsure else ""
-            print(f"{reading.name}: {names[reading.prediction]} "
-                  f"({reading.confidence:.1%}{unsure})")
+            print(f"{reading.name}: {reading.text} ({reading.confidence:.1%}{unsure})")
 
 
 def serve_command(model: str, host: str, port: int) -> str:

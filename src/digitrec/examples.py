@@ -53,6 +53,26 @@ def draw_digit(digit: int, size: int, pen: float, ink: int, paper: int, seed: in
     return image
 
 
+def draw_number(text: str, height: int, pen: float, ink: int, paper: int, seed: int,
+                gap: float = 0.15) -> Image.Image:
+    """A number written left to right, each digit drawn by `draw_digit` at `height`; between
+    neighbours `gap` x height of paper (a negative gap makes them overlap and touch)."""
+    digits = [np.asarray(draw_digit(int(d), height, pen, ink, paper, seed + i))
+              for i, d in enumerate(text)]
+    spans = [np.flatnonzero((d != paper).any(axis=0)) for d in digits]
+    margin = int(0.2 * height)
+    width = sum(s[-1] - s[0] + 1 for s in spans) + int(gap * height) * (len(text) - 1)
+    canvas = np.full((height, max(1, width) + 2 * margin), paper, dtype=np.uint8)
+    cursor = margin
+    for digit, span in zip(digits, spans, strict=True):
+        for column in span:
+            x = cursor + column - span[0]
+            inked = digit[:, column] != paper
+            canvas[inked, x] = digit[inked, column]
+        cursor += span[-1] - span[0] + 1 + int(gap * height)
+    return Image.fromarray(canvas)
+
+
 def photo_of_paper(image: Image.Image, seed: int) -> Image.Image:
     """Uneven light, paper grain and a little blur, as a phone photo of a page has."""
     rng = np.random.default_rng(seed)

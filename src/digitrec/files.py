@@ -266,10 +266,11 @@ PNG = Kind("a PNG picture", starts_with(b"\x89PNG\r\n\x1a\n"))
 JSON = Kind("a JSON file", _json_object)
 
 
-def csv_kind(header: Sequence[str]) -> Kind:
-    """A CSV whose first line is `header` (an earlier output of the same writer)."""
-    return Kind(f"a CSV starting {','.join(header[:2])},...",
-                starts_with(",".join(header[:2]).encode() + b","))
+def csv_kind(header: Sequence[str], *earlier: Sequence[str]) -> Kind:
+    """A CSV whose first line is `header` (an earlier output of the same writer), or one
+    of the `earlier` headers the writer had in older versions."""
+    starts = [",".join(h[:2]).encode() + b"," for h in (header, *earlier)]
+    return Kind(f"a CSV starting {','.join(header[:2])},...", starts_with(*starts))
 
 
 def check_output(path: str | os.PathLike, kind: Kind, *,

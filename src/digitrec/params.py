@@ -49,10 +49,13 @@ def _mirror(value: str) -> bool:
         parts.port  # noqa: B018 (raises ValueError for a malformed host or port)
     except ValueError:
         return False
+    if parts.scheme in MIRROR_SCHEMES and any(c.isspace() or not c.isprintable()
+                                              for c in value):
+        return False  # a URL writes a space as %20; a control character is a mistake
     if parts.scheme == "file":
         return parts.netloc in ("", "localhost")  # file:///path: this machine's files only
     if parts.scheme in MIRROR_SCHEMES:
-        return bool(parts.netloc)
+        return bool(parts.hostname)
     return "://" not in value  # a plain folder
 
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from digitrec.errors import DigitrecError
+from digitrec.errors import DigitrecError, redact
 
 MAX_FILE_BYTES = 1 << 20        # a params file is a few hundred bytes; refuse anything huge
 _QUOTE = reprlib.Repr()
@@ -48,8 +48,19 @@ def setting(default: Any, allowed: str, check: Callable[[Any], bool] = lambda _:
 
 
 def quote(value: Any) -> str:
-    """A value as an error message shows it: its repr, cut short."""
-    return _QUOTE.repr(value)
+    """A value as an error message shows it: its repr, cut short, a password in a URL
+    redacted first (so no cut can leave part of it)."""
+    return _QUOTE.repr(_redacted(value))
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, (list, tuple)):
+        return (tuple if isinstance(value, tuple) else list)(map(_redacted, value))
+    if isinstance(value, dict):
+        return {_redacted(key): _redacted(item) for key, item in value.items()}
+    return value
 
 
 def load_file(path: Path, hint: str = "") -> dict[str, Any]:

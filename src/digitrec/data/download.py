@@ -28,8 +28,9 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from digitrec.catalog import Dataset, FileSpec
+from digitrec.data.credentials import ENV_REFERENCE
 from digitrec.data.transfer import MirrorError, Retries, UnreachableError, fetch_to
-from digitrec.errors import DigitrecError
+from digitrec.errors import DigitrecError, redact
 from digitrec.files import atomic_path, sha256_file
 from digitrec.params import DownloadParams
 
@@ -65,7 +66,24 @@ def source_for(mirror: str, archive_name: str) -> str:
     if scheme == "file":
         return str(Path(urllib.request.url2pathname(urllib.parse.urlsplit(mirror).path))
                    / archive_name)
-    return str(Path(mirror).expanduser() / archive_name)
+    try:
+        return str(Path(mirror).expanduser() / archive_name)
+    except RuntimeError:  # ~user of no such user
+        raise DigitrecError(f"download.mirrors: {mirror}: no such user's home folder") from None
+
+
+def password_warnings(mirrors: Sequence[str]) -> list[str]:
+    """A warning for each mirror whose URL holds a password itself (not `${NAME}`): DVC
+    records params.yaml in dvc.lock, and so the password would reach git."""
+    found = []
+    for mirror in mirrors:
+        userinfo, at, _ = urllib.parse.urlsplit(mirror).netloc.rpartition("@")
+        password = userinfo.partition(":")[2]
+        if at and password and not ENV_REFERENCE.fullmatch(password):
+            found.append(f"download.mirrors: {redact(mirror)} holds a password, which DVC "
+                         f"records in dvc.lock (and so in git); put it in ~/.netrc, or write "
+                         f"${{NAME}} for an environment variable")
+    return found
 
 
 def download(
@@ -88,6 +106,8 @@ def download(
     retries = retries or Retries()
     verify = params.verify
     sources = expand_mirrors(params.mirrors, dataset)
+    for warning in password_warnings(params.mirrors):
+        print(f"warning: {warning}", file=sys.stderr)
     unreachable: dict[str, str] = {}
     outcome: dict[str, str] = {}
     failures: list[str] = []
@@ -132,21 +152,22 @@ def ensure_file(
     reasons: list[str] = []
     for mirror in mirrors:
         source = source_for(mirror, spec.archive_name)
+        shown = redact(source)  # the URL's password used, never printed
         if mirror in unreachable:
-            reasons.append(f"  - {source}: skipped, host did not answer for an earlier file")
+            reasons.append(f"  - {shown}: skipped, host did not answer for an earlier file")
             continue
         try:
             fetch_to(source, spec, staging / spec.name, params, retries)
         except UnreachableError as exc:
             unreachable[mirror] = str(exc)
-            reasons.append(f"  - {source}: {exc}")
+            reasons.append(f"  - {shown}: {redact(str(exc))}")
         except MirrorError as exc:
-            reasons.append(f"  - {source}: {exc}")
+            reasons.append(f"  - {shown}: {redact(str(exc))}")
         else:
             for reason in reasons:
                 print(f"warning: {spec.archive_name}: used the next mirror after "
                       f"{reason.lstrip(' -')}", file=sys.stderr)
-            return f"fetched from {source}"
+            return f"fetched from {shown}"
     raise DigitrecError(
         f"could not get {spec.archive_name} from any mirror:\n" + "\n".join(reasons)
     )

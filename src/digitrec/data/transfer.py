@@ -32,7 +32,8 @@ from tqdm import tqdm
 from digitrec import __version__
 from digitrec.catalog import FileSpec
 from digitrec.data import idx
-from digitrec.errors import DigitrecError
+from digitrec.data.credentials import CredentialsError, credentials
+from digitrec.errors import DigitrecError, redact
 from digitrec.files import CHUNK, make_shareable
 from digitrec.params import DownloadParams
 
@@ -169,11 +170,18 @@ def _as_mirror_error() -> Iterator[None]:
 
 def fetch_http_with_retries(url: str, transfer: Transfer, bounds: DownloadParams,
                             retries: Retries) -> None:
-    """Fetch `url` into `transfer`, retrying transient failures and resuming what arrived."""
+    """Fetch `url` into `transfer`, retrying transient failures and resuming what arrived.
+
+    Credentials in the URL or `.netrc` are used (`credentials.credentials`).
+    """
     deadline_at = time.monotonic() + bounds.deadline
+    try:
+        url, authorization = credentials(url)
+    except CredentialsError as exc:
+        raise MirrorError(str(exc)) from None
     for attempt in range(1, retries.attempts + 1):
         try:
-            fetch_http(url, transfer, bounds, retries, deadline_at)
+            fetch_http(url, transfer, bounds, retries, deadline_at, authorization)
             return
         except TransientError as exc:
             if attempt == retries.attempts:
@@ -186,13 +194,19 @@ def fetch_http_with_retries(url: str, transfer: Transfer, bounds: DownloadParams
 
 
 def fetch_http(url: str, transfer: Transfer, bounds: DownloadParams, retries: Retries,
-               deadline_at: float) -> None:
-    """One HTTP attempt, continuing `transfer` with a Range request if bytes arrived already."""
+               deadline_at: float, authorization: str | None = None) -> None:
+    """One HTTP attempt, continuing `transfer` with a Range request if bytes arrived already.
+
+    `authorization` (HTTP Basic) goes in an unredirected header: a redirect to another
+    host never carries it.
+    """
     offset = transfer.received
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
     request = urllib.request.Request(url, headers=headers)
+    if authorization is not None:
+        request.add_unredirected_header("Authorization", authorization)
     with Watchdog(deadline_at, bounds) as watchdog:
         timeout = max(0.001, min(retries.timeout, watchdog.remaining()))
         try:
@@ -398,7 +412,8 @@ def _opener(watchdog: Watchdog) -> urllib.request.OpenerDirector:
 
     class NoFtp(urllib.request.FTPHandler):
         def ftp_open(self, req):
-            raise MirrorError(f"redirected to {req.full_url}: FTP is not allowed for mirrors")
+            raise MirrorError(f"redirected to {redact(req.full_url)}: FTP is not allowed for "
+                              f"mirrors")
 
     return urllib.request.build_opener(Http, Https, NoFtp)
 

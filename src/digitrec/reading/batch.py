@@ -27,24 +27,33 @@ from digitrec.errors import DigitrecError
 from digitrec.files import JSON, PNG, atomic_write_csv, atomic_write_json, check_output, csv_kind
 from digitrec.parallel import worker_pool
 from digitrec.params import PredictParams
-from digitrec.reading.classify import read_cleaned
+from digitrec.reading.classify import read_numbers, read_whole
 from digitrec.reading.decode import ImageProblem
 from digitrec.reading.images import Cleaned, clean_file
-from digitrec.reading.labels import DIGITS, LABELS_FILE, folder_labels, unmatched_warnings
+from digitrec.reading.labels import (
+    DIGITS,
+    LABELS_FILE,
+    answers,
+    folder_labels,
+    is_digits,
+    unmatched_warnings,
+)
 from digitrec.reading.names import readable
+from digitrec.reading.number import Read
 
 UNSURE_BELOW = PredictParams().unsure_below  # readings less confident are marked unsure
 CHUNK = 256                 # pictures decoded and predicted at a time
 SHEET_LIMIT = 200           # pictures drawn on the contact sheet; the CSV has them all
 PROGRESS_FROM = 2 * CHUNK   # a progress bar (on a terminal) for folders at least this big
-HEADLINE = ("images", "failed", "unsure", "accuracy")  # predict.json; read = images - failed
+LEGACY_COLUMNS = ("file", "prediction")  # predictions.csv before numbers were read
+HEADLINE = ("images", "failed", "unsure", "not_digits", "accuracy", "digit_accuracy")
 KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device",
          stat.S_IFBLK: "a device", stat.S_IFDIR: "a folder that could not be listed"}
 
 
 @dataclass
 class Reading:
-    """One picture's outcome: a prediction with its probabilities, or an error.
+    """One picture's outcome: what it says (`read`: the number, or not a digit), or an error.
 
     `name` is `readable`'s: printable UTF-8 and one file's alone; `cleaned` (the thumbnail
     and the 28x28 digit) is kept only for the pictures the contact sheet shows.
@@ -53,17 +62,35 @@ class Reading:
     name: str
     path: Path
     cleaned: Cleaned | None = None
-    probabilities: np.ndarray | None = None
+    read: Read | None = None
     error: str = ""
-    unsure: bool = False
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.read is None else self.read.status
+
+    @property
+    def text(self) -> str:
+        return "" if self.read is None else self.read.text
+
+    @property
+    def unsure(self) -> bool:
+        return self.status == "unsure"
+
+    @property
+    def confidence(self) -> float | None:
+        return None if self.read is None else self.read.confidence
+
+    @property
+    def probabilities(self) -> np.ndarray | None:
+        """The class probabilities when the picture holds one character (a lone digit)."""
+        if self.read is None or len(self.read.characters) != 1:
+            return None
+        return self.read.characters[0].probabilities
 
     @property
     def prediction(self) -> int | None:
         return None if self.probabilities is None else int(self.probabilities.argmax())
-
-    @property
-    def confidence(self) -> float | None:
-        return None if self.probabilities is None else float(self.probabilities.max())
 
 
 @dataclass
@@ -74,17 +101,20 @@ class BatchOutputs:
     csv: Path | None = None
     contact_sheet: Path | None = None
     metrics: Path | None = None
+    readings: Path | None = None     # JSON: every character found, with its box
     force: bool = False
     forced_by: str = "--force"  # how the user forces it, in the message ("": cannot)
 
     def paths(self) -> list[Path]:
-        return [Path(p) for p in (self.csv, self.contact_sheet, self.metrics) if p is not None]
+        return [Path(p) for p in (self.csv, self.contact_sheet, self.metrics, self.readings)
+                if p is not None]
 
     def check(self, inputs: Sequence[Path], class_names: Sequence[str]) -> None:
         """Refuse, before any work, an output that would destroy what is there
         (`files.check_output`); `inputs` are the model, labels files and pictures."""
-        for path, kind in ((self.csv, csv_kind(columns(class_names))),
-                           (self.contact_sheet, PNG), (self.metrics, JSON)):
+        for path, kind in ((self.csv, csv_kind(columns(class_names), LEGACY_COLUMNS)),
+                           (self.contact_sheet, PNG), (self.metrics, JSON),
+                           (self.readings, JSON)):
             if path is not None:
                 check_output(path, kind, inputs=inputs, force=self.force,
                              forced_by=self.forced_by)
@@ -95,7 +125,7 @@ class BatchReport:
     """The outcome of a whole run, for the CLI and the stage to report."""
 
     readings: list[Reading]
-    labels: dict[str, int]
+    labels: dict[str, str]      # name -> the text the picture holds ("" for no digit)
     figures: dict[str, Any]
     warnings: list[str]
     class_names: Sequence[str]
@@ -103,7 +133,7 @@ class BatchReport:
     def misread(self) -> list[Reading]:
         """Labelled pictures read wrong or not at all."""
         return [r for r in self.readings
-                if r.name in self.labels and r.prediction != self.labels[r.name]]
+                if r.name in self.labels and not answers(r, self.labels[r.name])]
 
 
 def _report_name(given: Path, relative: str | None, several: bool) -> str:
@@ -171,20 +201,23 @@ def read_one(item: tuple[str, Path]) -> Reading:
         return Reading(name, path, error=f"cannot read: {exc.strerror or exc}")
 
 
-def predict_readings(model: Any, readings: list[Reading],
-                     threshold: float = UNSURE_BELOW) -> None:
-    """Fill in probabilities (and `unsure`) for every reading that has a cleaned digit."""
+def predict_readings(model: Any, readings: list[Reading], threshold: float = UNSURE_BELOW,
+                     class_names: Sequence[str] = DIGITS) -> None:
+    """Fill in what each picture says, for every reading that has a cleaned picture."""
     ready = [r for r in readings if r.cleaned is not None]
     if not ready:
         return
-    probabilities, _ = read_cleaned(model, [r.cleaned for r in ready])
-    for reading, row in zip(ready, probabilities, strict=True):
-        reading.probabilities = row
-        reading.unsure = bool(row.max() < threshold)
+    cleaned = [r.cleaned for r in ready]
+    if is_digits(class_names):
+        reads = read_numbers(model, cleaned, threshold)
+    else:
+        reads = read_whole(model, cleaned, threshold, class_names)
+    for reading, read in zip(ready, reads, strict=True):
+        reading.read = read
 
 
 def predict_pictures(model_path: Path, pictures: Sequence[tuple[str, Path]], *,
-                     num_classes: int = len(DIGITS), threshold: float = UNSURE_BELOW,
+                     class_names: Sequence[str] = DIGITS, threshold: float = UNSURE_BELOW,
                      keep_cleaned: int = SHEET_LIMIT, progress: bool = False
                      ) -> list[Reading]:
     """Check the model, then decode and predict the pictures a chunk at a time.
@@ -198,12 +231,12 @@ def predict_pictures(model_path: Path, pictures: Sequence[tuple[str, Path]], *,
 
     readings: list[Reading] = []
     with worker_pool(len(pictures)) as pool:
-        model = load_model(model_path, num_classes)
+        model = load_model(model_path, len(class_names))
         hidden = None if progress and len(pictures) >= PROGRESS_FROM else True  # None: on a tty
         with tqdm(total=len(pictures), unit="picture", disable=hidden, file=sys.stderr) as bar:
             for start in range(0, len(pictures), CHUNK):
                 chunk = list(pool.map(read_one, pictures[start:start + CHUNK], chunksize=8))
-                predict_readings(model, chunk, threshold)
+                predict_readings(model, chunk, threshold, class_names)
                 for reading in chunk:
                     if len(readings) >= keep_cleaned:
                         reading.cleaned = None
@@ -228,42 +261,81 @@ class NothingReadable(DigitrecError):
 
 def require_some(readings: list[Reading], where: str) -> None:
     """Refuse a batch in which not one picture could be read, saying why for each."""
-    if all(r.probabilities is None for r in readings):
+    if all(r.read is None for r in readings):
         raise NothingReadable(f"{where}: none of the {len(readings)} files could be read as "
                               f"a picture of a digit", readings)
 
 
 def columns(class_names: Sequence[str] = DIGITS) -> list[str]:
-    return ["file", "prediction", "class", "confidence", "unsure",
+    return ["file", "text", "status", "prediction", "class", "confidence", "unsure",
             *[f"p{i}" for i in range(len(class_names))], "error"]
 
 
 def write_csv(path: Path, readings: list[Reading], class_names: Sequence[str] = DIGITS
               ) -> None:
-    """One row per picture; `prediction` is the class index, `class` its name."""
+    """One row per picture. `text` is what it says (the digits, "" when none) and `status`
+    ok, unsure, not_digits or failed; `prediction` (the class index), `class` and p0.. are
+    filled when the picture holds one character, as a lone digit."""
     atomic_write_csv(path, columns(class_names), (_csv_row(r, class_names) for r in readings))
 
 
 def _csv_row(r: Reading, class_names: Sequence[str]) -> list[Any]:
+    confidence = "" if r.confidence is None else f"{r.confidence:.4f}"
+    flag = "" if r.read is None else ("false" if r.status == "ok" else "true")
     if r.probabilities is None:
-        return [r.name, "", "", "", "", *[""] * len(class_names), r.error]
-    return [r.name, r.prediction, class_names[r.prediction], f"{r.confidence:.4f}",
-            "true" if r.unsure else "false", *[f"{p:.4f}" for p in r.probabilities], ""]
+        return [r.name, r.text, r.status, "", "", confidence, flag, *[""] * len(class_names),
+                r.error]
+    return [r.name, r.text, r.status, r.prediction, class_names[r.prediction], confidence,
+            flag, *[f"{p:.4f}" for p in r.probabilities], ""]
 
 
-def summary(readings: list[Reading], labels: dict[str, int]) -> dict[str, Any]:
-    """Counts, and accuracy against labels.csv when the folder has one."""
-    predicted = [r for r in readings if r.probabilities is not None]
+def reading_record(r: Reading, class_names: Sequence[str] = DIGITS) -> dict[str, Any]:
+    """A picture's reading for programs: text, status, confidence and each character found
+    (its box in the picture's pixels, left, top, right, bottom; its digit, confidence and
+    probabilities; whether it looks like a digit at all)."""
+    record: dict[str, Any] = {"file": r.name, "text": r.text, "status": r.status,
+                              "confidence": r.confidence, "characters": [], "error": r.error}
+    for character in [] if r.read is None else r.read.characters:
+        record["characters"].append({
+            "box": list(character.box), "digit_like": character.digit_like,
+            "class": class_names[character.digit], "digit": character.digit,
+            "confidence": round(character.confidence, 6),
+            "probabilities": [round(float(p), 6) for p in character.probabilities]})
+    return record
+
+
+def summary(readings: list[Reading], labels: dict[str, str]) -> dict[str, Any]:
+    """Counts, and accuracy against labels.csv when the folder has one: `accuracy` is of
+    whole readings (a number read exactly, a no-digit picture refused), `digit_accuracy` of
+    the digits of numbers (1 - edit distance / length)."""
+    predicted = [r for r in readings if r.read is not None]
     result: dict[str, Any] = {"images": len(readings), "predicted": len(predicted),
                               "failed": len(readings) - len(predicted),
-                              "unsure": sum(r.unsure for r in predicted)}
+                              "unsure": sum(r.unsure for r in predicted),
+                              "not_digits": sum(r.status == "not_digits" for r in predicted)}
     labelled = [r for r in readings if r.name in labels]
     if labelled:
-        correct = sum(r.prediction == labels[r.name] for r in labelled)
+        correct = sum(answers(r, labels[r.name]) for r in labelled)
         result["labelled"] = len(labelled)
         result["correct"] = correct
         result["accuracy"] = correct / len(labelled)
+        numbers = [r for r in labelled if len(labels[r.name]) > 1]
+        if numbers:
+            written = sum(len(labels[r.name]) for r in numbers)
+            wrong = sum(min(len(labels[r.name]), edit_distance(r.text, labels[r.name]))
+                        for r in numbers)
+            result["digit_accuracy"] = 1 - wrong / written
     return result
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance: digits missed, added or misread between two readings."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
+    return row[-1]
 
 
 def predict_batch(model_path: str | os.PathLike, paths: Sequence[str | Path],
@@ -286,7 +358,7 @@ def predict_batch(model_path: str | os.PathLike, paths: Sequence[str | Path],
                    *(path for _, path in pictures)], class_names)
     if not pictures:
         raise DigitrecError(f"{where}: no pictures found")
-    readings = predict_pictures(Path(model_path), pictures, num_classes=len(class_names),
+    readings = predict_pictures(Path(model_path), pictures, class_names=class_names,
                                 threshold=threshold, progress=progress)
     require_some(readings, where)
     figures = summary(readings, labels.values)
@@ -300,6 +372,9 @@ def write_outputs(batch: BatchReport, outputs: BatchOutputs) -> None:
     """CSV, contact sheet and metrics JSON, each atomically."""
     if outputs.csv is not None:
         write_csv(Path(outputs.csv), batch.readings, batch.class_names)
+    if outputs.readings is not None:
+        atomic_write_json(Path(outputs.readings), {"pictures": [
+            reading_record(r, batch.class_names) for r in batch.readings]})
     if outputs.contact_sheet is not None:
         from digitrec.reading.sheet import draw_contact_sheet
 
@@ -313,8 +388,11 @@ def write_outputs(batch: BatchReport, outputs: BatchOutputs) -> None:
 def summary_line(batch: BatchReport) -> str:
     figures = batch.figures
     line = (f"{figures['predicted']} of {figures['images']} pictures read "
-            f"({figures['failed']} failed, {figures['unsure']} unsure)")
+            f"({figures['failed']} failed, {figures['unsure']} unsure, "
+            f"{figures['not_digits']} with no digit)")
     if "accuracy" in figures:
         line += f", {figures['correct']}/{figures['labelled']} correct ({figures['accuracy']:.1%})"
+    if "digit_accuracy" in figures:
+        line += f", digits of numbers {figures['digit_accuracy']:.1%}"
     return line
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from digitrec.reading.images import Cleaned
+from digitrec.reading.number import Character, Read, choose, judge
 
 SHIFTS = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0))
 
@@ -55,3 +56,48 @@ def read_cleaned(model: Any, cleaned: Sequence[Cleaned]) -> tuple[np.ndarray, np
                 probabilities[i], digits[i] = row, digit
     return probabilities, digits
 
+
+
+def read_numbers(model: Any, cleaned: Sequence[Cleaned], unsure_below: float) -> list[Read]:
+    """What each cleaned picture says (`number.choose`), all candidates read in one batch.
+
+    A picture whose EXIF turn is doubtful has a second layout (as stored); the reading with
+    more digits-worth of confidence is kept, a reading with digits over `not_digits`.
+    """
+    layouts = [(i, layout) for i, c in enumerate(cleaned) for layout in c.layouts]
+    stacks = [cand.digits for _, layout in layouts for cand in layout.candidates]
+    if not stacks:
+        return [Read("failed") for _ in cleaned]
+    probabilities = predict_digits(model, np.concatenate(stacks))
+    reads: list[Read | None] = [None] * len(cleaned)
+    at = 0
+    for i, layout in layouts:
+        rows = []
+        for cand in layout.candidates:
+            rows.append(probabilities[at:at + cand.parts])
+            at += cand.parts
+        read = choose(layout.candidates, rows, layout.marks, unsure_below, layout.scale)
+        read.turned = layout.turned
+        if reads[i] is None or _better(read, reads[i]):
+            reads[i] = read
+    return reads
+
+
+def _better(read: Read, than: Read) -> bool:
+    if (read.status == "not_digits") != (than.status == "not_digits"):
+        return than.status == "not_digits"
+    return (read.confidence or 0.0) > (than.confidence or 0.0)
+
+
+def read_whole(model: Any, cleaned: Sequence[Cleaned], unsure_below: float,
+               class_names: Sequence[str]) -> list[Read]:
+    """Each picture read as one thing of a non-digit class set (a Fashion-MNIST garment):
+    the whole ink is one character, never split, never refused (every picture is some class)."""
+    probabilities, _ = read_cleaned(model, cleaned)
+    reads = []
+    for picture, row in zip(cleaned, probabilities, strict=True):
+        box = (0, 0, *picture.size)
+        read = judge([Character(box, row, True, picture.digit)], unsure_below)
+        read.text = class_names[int(row.argmax())]
+        reads.append(read)
+    return reads

@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from digitrec.errors import DigitrecError
 
 WORK_SIDE = 256           # longest side worked on: ample for a 20x20 digit, and fast
+SOURCE_SIZE = "digitrec.source_size"  # image.info key: the file's own size, upright
 EXIF_ORIENTATION = 0x0112
 EXIF_SIZE_TAGS = ((0x0100, 0x0101), (0xA002, 0xA003))  # image width/height, in IFD0 and Exif
 EXIF_IFD = 0x8769
@@ -56,10 +57,13 @@ def load_oriented(source: str | Path | BinaryIO) -> tuple[Image.Image, int | Non
     if empty:
         raise ImageProblem("empty file (0 bytes)")
     with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a damaged file's complaints: one row says it all
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(source)
-            image.seek(0)
+            if image.tell() != 0:  # SPIDER refuses even seek(0) unless it is a stack
+                image.seek(0)
+            stored = image.size
             exif = image.getexif()
             orientation = exif.get(EXIF_ORIENTATION, 1)
             doubtful = orientation in TRANSPOSE and not exif_size_matches(exif, image.size)
@@ -69,12 +73,20 @@ def load_oriented(source: str | Path | BinaryIO) -> tuple[Image.Image, int | Non
             image = reduce_large(image)
             if orientation in TRANSPOSE:
                 image = image.transpose(TRANSPOSE[orientation])
+            # the size before any reduction, upright: what boxes of a reading refer to
+            image.info[SOURCE_SIZE] = stored[::-1] if orientation in (5, 6, 7, 8) else stored
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageProblem(f"too large to decode safely ({exc})") from None
         except UnidentifiedImageError:
             raise ImageProblem("not an image Pillow can read") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageProblem(f"corrupt or truncated image: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 (see below)
+            # Pillow's decoders raise what they like on damaged content (fuzzing found
+            # NotImplementedError for DDS, BLPFormatError, RuntimeError for AVIF,
+            # TypeError for TIFF, AttributeError): all of it is this file's problem.
+            raise ImageProblem(f"corrupt or unsupported image ({type(exc).__name__}: "
+                               f"{str(exc)[:200]})") from None
     return image, orientation if doubtful else None
 
 

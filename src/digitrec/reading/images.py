@@ -24,7 +24,7 @@ the style it will be shown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,29 +33,45 @@ from PIL import Image
 from scipy import ndimage
 
 from digitrec.reading.decode import (
+    SOURCE_SIZE,
     UNDO_TRANSPOSE,
     ImageProblem,
     load_oriented,
     to_working_size,
 )
 from digitrec.reading.digit import centre_by_mass, normalise_digit, stroke_width
+from digitrec.reading.segment import Candidate, candidates, find_marks
 
 MIN_CONTRAST = 0.06       # ink must differ from the background by this much (of full range)
 FLAT_BACKGROUND = 0.04    # a background this even (99th percentile) needs no flattening
 SPECK_FRACTION = 0.06     # pieces smaller than this share of the largest piece are specks
+MARGIN_HEIGHT = 1.8       # a piece cut by the edge this much taller than the writing: margin
 THIN_INK_PIXELS = 20      # a thin pen on a large canvas leaves at least this many ink pixels
 NOISE_MARGIN = 4.0        # ...at least this many times brighter than the background's noise
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
 @dataclass
-class Cleaned:
-    """A picture turned into an MNIST digit, and what was learned on the way."""
+class Layout:
+    """A picture's ink as marks, and the candidate digits to weigh (`segment`)."""
 
-    digit: np.ndarray         # float32 (28, 28) in [0, 1], white ink on black
+    candidates: list[Candidate]
+    marks: int
+    scale: float              # pixels of the picture file per pixel of the ink map
+    turned: bool = True       # upright as the EXIF tag says (False: as stored)
+
+
+@dataclass
+class Cleaned:
+    """A picture turned into MNIST digits, and what was learned on the way."""
+
+    digit: np.ndarray         # float32 (28, 28) in [0, 1]: all the ink as one digit
     inverted: bool            # the picture had dark ink on a light background
     thumbnail: Image.Image    # the original, small, for contact sheets
     as_stored: np.ndarray | None = None  # the digit unturned, when the EXIF turn is doubtful
+    layouts: list[Layout] = field(default_factory=list)  # a second one: the unturned ink
+    size: tuple[int, int] = (0, 0)  # the picture file's size, upright
+    ink: np.ndarray | None = None   # the ink map (dropped before it leaves the worker)
 
 
 def to_gray(image: Image.Image) -> np.ndarray:
@@ -153,12 +169,7 @@ def find_ink(flat: np.ndarray) -> np.ndarray:
     has_strong = np.bincount(labels[strong], minlength=count + 1) > 0
     has_strong[0] = False
     labels = np.where(has_strong[labels], labels, 0)
-    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    keep = areas >= SPECK_FRACTION * areas.max()
-    touching = _touching_border(labels, count)
-    inner = keep & ~touching
-    if inner.any() and areas[inner].max() >= 0.3 * areas[keep].max():
-        keep = inner  # pieces cut by the picture's edge are the page's margin, not the digit
+    keep = _pieces_to_keep(labels, count)
     kept = np.concatenate([[False], keep])[labels]
     near = ndimage.maximum_filter(kept.view(np.uint8), size=5) > 0  # kept, grown by 2 px
     return np.where(near, np.maximum(normalised, kept * 0.51), 0.0).astype(np.float32)
@@ -180,6 +191,35 @@ def ink_level(flat: np.ndarray) -> float:
     brightest = float(np.partition(values, values.size - THIN_INK_PIXELS)[-THIN_INK_PIXELS])
     noise = float(np.percentile(flat, 99))
     return brightest if brightest >= NOISE_MARGIN * noise else level
+
+
+def _pieces_to_keep(labels: np.ndarray, count: int) -> np.ndarray:
+    """Which labelled pieces are writing: not a page's margin, edge or shadow, not a speck.
+
+    A piece cut by the picture's edge is a margin when it is far taller than the writing
+    inside the picture (a table around the paper, a shadow, the page's dark border). Of
+    the rest, specks are pieces both small (SPECK_FRACTION of the largest's area) and short
+    (under half the tallest), so a thin 1 beside a bold 8 stays. With a single piece inside,
+    as in a photo of one digit, anything cut by the edge that is not much smaller than it is
+    the page's margin.
+    """
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    heights = np.zeros(count, dtype=np.int64)
+    for i, found in enumerate(ndimage.find_objects(labels, max_label=count)):
+        if found is not None:
+            heights[i] = found[0].stop - found[0].start
+    present = areas > 0
+    touching = _touching_border(labels, count)
+    tall_enough = heights >= max(4, 0.05 * min(labels.shape))
+    inner = present & ~touching & tall_enough
+    if inner.sum() >= 2:
+        present &= ~(touching & (heights >= MARGIN_HEIGHT * heights[inner].max()))
+    keep = present & ((areas >= SPECK_FRACTION * areas[present].max())
+                      | (heights >= 0.5 * heights[present].max()))
+    inner = keep & ~touching
+    if inner.sum() == 1 and areas[inner].max() >= 0.3 * areas[keep].max():
+        keep = inner  # one digit inside; pieces cut by the picture's edge are the page's margin
+    return keep
 
 
 def _touching_border(labels: np.ndarray, count: int) -> np.ndarray:
@@ -205,7 +245,15 @@ def clean_image(image: Image.Image, steps: list[tuple[str, np.ndarray]] | None =
         steps += [("2. grey", gray), ("3. ink made bright", bright),
                   ("4. background removed", flat), ("5. ink found", ink),
                   ("6. 20x20, MNIST strokes", fitted), ("7. centred in 28x28", digit)]
-    return Cleaned(digit, inverted, thumbnail(small))
+    size = image.info.get(SOURCE_SIZE, image.size)
+    return Cleaned(digit, inverted, thumbnail(small), size=size, ink=ink,
+                   layouts=[layout(ink, size[0] / small.width)])
+
+
+def layout(ink: np.ndarray, scale: float, turned: bool = True) -> Layout:
+    """The ink map split into marks and the candidate digits they may be read as."""
+    marks = find_marks(ink)
+    return Layout(candidates(ink, marks), len(marks), scale, turned)
 
 
 def thumbnail(image: Image.Image, side: int = 64) -> Image.Image:
@@ -234,6 +282,10 @@ def clean_file(source: str | Path | BinaryIO) -> Cleaned:
     image, doubtful = load_oriented(source)
     cleaned = clean_image(image)
     if doubtful is not None:
-        unturned = Image.fromarray(cleaned.digit, "F").transpose(UNDO_TRANSPOSE[doubtful])
+        undo = UNDO_TRANSPOSE[doubtful]
+        unturned = Image.fromarray(cleaned.digit, "F").transpose(undo)
         cleaned.as_stored = np.asarray(unturned, dtype=np.float32)
+        ink = np.asarray(Image.fromarray(cleaned.ink, "F").transpose(undo), dtype=np.float32)
+        cleaned.layouts.append(layout(ink, cleaned.layouts[0].scale, turned=False))
+    cleaned.ink = None
     return cleaned

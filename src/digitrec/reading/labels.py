@@ -16,6 +16,7 @@ import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from digitrec.catalog import MNIST
 from digitrec.errors import DigitrecError
@@ -24,6 +25,8 @@ from digitrec.reading.names import BACKSLASH_RULE, name_bytes, readable
 LABELS_FILE = "labels.csv"
 DIGITS = MNIST.class_names
 MAX_LABELS_BYTES = 16 << 20
+MAX_LABEL_DIGITS = 1000     # longer than any number a picture can hold (segment.MAX_MARKS)
+NO_DIGIT = "none"           # the label of a picture that holds no digit
 SHOWN_NAMES = 5             # names listed in a warning before "and N more"
 
 
@@ -31,7 +34,7 @@ SHOWN_NAMES = 5             # names listed in a warning before "and N more"
 class Labels:
     """Known classes by picture name (from labels.csv files), and what was odd about them."""
 
-    values: dict[str, int] = field(default_factory=dict)
+    values: dict[str, str] = field(default_factory=dict)   # name -> expected text
     sources: dict[str, Path] = field(default_factory=dict)   # name -> labels.csv it came from
     warnings: list[str] = field(default_factory=list)
 
@@ -40,10 +43,10 @@ def read_labels(path: Path, class_names: Sequence[str] = DIGITS, prefix: str | P
                 ) -> Labels:
     """A labels file (`file,label` with a header; UTF-8, a byte-order mark allowed).
 
-    A label is a class index (0..N-1) or a class name; anything else is refused with its
-    line. A name listed twice is warned about (the last line wins). Names are written as
-    predictions.csv shows them and keyed as the pictures are reported: `prefix/name`,
-    normalised (`./a.png` is `a.png`).
+    A label is what the picture says (`_expected_text`: digits such as `0869`, `none`, or
+    a class name); anything else is refused with its line. A name listed twice is warned
+    about (the last line wins). Names are written as predictions.csv shows them and keyed
+    as the pictures are reported: `prefix/name`, normalised (`./a.png` is `a.png`).
     """
     text = _labels_text(path)
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -64,7 +67,7 @@ def read_labels(path: Path, class_names: Sequence[str] = DIGITS, prefix: str | P
             if len(row) <= max(file_at, label_at) or not row[file_at]:
                 raise DigitrecError(f"{path}:{line}: expected a file name and a label")
             name = _labelled_name(row[file_at], prefix, path, line)
-            labels.values[name] = _class_index(row[label_at], class_names, path, line)
+            labels.values[name] = _expected_text(row[label_at], class_names, path, line)
             labels.sources[name] = path
             lines.setdefault(name, []).append(line)
     except csv.Error as exc:
@@ -108,16 +111,37 @@ def _labels_text(path: Path) -> str:
                             f"UTF-8 CSV") from None
 
 
-def _class_index(text: str, class_names: Sequence[str], path: Path, line: int) -> int:
+def _expected_text(text: str, class_names: Sequence[str], path: Path, line: int) -> str:
+    """What the reader should answer for a label: for digits the digits as written (a number
+    such as `0869`, leading zeros kept) or "" for `none` (no digit in the picture); for other
+    classes the class name (given as a name or an index)."""
     label = text.strip()
+    if is_digits(class_names):
+        if re.fullmatch(f"[0-9]{{1,{MAX_LABEL_DIGITS}}}", label):
+            return label
+        if label.lower() == NO_DIGIT:
+            return ""
+        raise DigitrecError(f"{path}:{line}: label {label!r} is not digits (such as 7 or "
+                            f"0869) or {NO_DIGIT!r} for a picture with no digit")
     if label in class_names:
-        return list(class_names).index(label)
+        return label
     if re.fullmatch(r"[0-9]+", label) and int(label) < len(class_names):
-        return int(label)
-    named = "" if list(class_names) == [str(i) for i in range(len(class_names))] else \
-        " or a class name"
+        return class_names[int(label)]
     raise DigitrecError(f"{path}:{line}: label {label!r} is not a class (0 to "
-                        f"{len(class_names) - 1}{named})")
+                        f"{len(class_names) - 1} or a class name)")
+
+
+def answers(reading: Any, expected: str) -> bool:
+    """Whether a reading (its `status` and `text`) says what the label says: the same text,
+    and for a picture with no digit (label `none`), that it holds none."""
+    if expected == "":
+        return reading.status == "not_digits"
+    return reading.status in ("ok", "unsure") and reading.text == expected
+
+
+def is_digits(class_names: Sequence[str]) -> bool:
+    """Whether the classes are the ten digits (so pictures may hold numbers, or no digit)."""
+    return list(class_names) == list(DIGITS)
 
 
 def folder_labels(paths: Sequence[str | Path], class_names: Sequence[str] = DIGITS

@@ -9,20 +9,21 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from digitrec.drawing import class_labels, fit_text, load_font, save_png
+from digitrec.drawing import fit_text, load_font, save_png
+from digitrec.reading.labels import answers
 
 CAPTION = 30
 
 
-def draw_contact_sheet(readings: list, labels: dict[str, int], path: Path, columns: int = 4,
+def draw_contact_sheet(readings: list, labels: dict[str, str], path: Path, columns: int = 4,
                        class_names: Sequence[str] | None = None, *, limit: int) -> None:
-    """Per picture: the original, the 28x28 the model saw, the prediction and confidence.
+    """Per picture: the original with a box round each character found (green a digit, red
+    not a digit), the 28x28 the model saw (of a lone digit), what it says and how sure.
 
     Only the first `limit` pictures are drawn (a sheet of thousands would be larger than
     Pillow agrees to open); a line at the bottom says how many more the CSV lists.
     """
     cell_w, cell_h = 300, 96
-    names = class_labels(class_names, 10)
     shown, rest = readings[:limit], max(0, len(readings) - limit)
     rows = max(1, -(-len(shown) // columns))
     sheet = Image.new("RGB", (columns * cell_w, rows * cell_h + (24 if rest else 0)), "white")
@@ -34,27 +35,48 @@ def draw_contact_sheet(readings: list, labels: dict[str, int], path: Path, colum
         draw.text((x + 4, y + 2), fit_text(reading.name, small, cell_w - 8), fill="#444444",
                   font=small)
         if reading.cleaned is not None:
-            sheet.paste(reading.cleaned.thumbnail, (x + 4, y + 18))
-            seen = (reading.cleaned.digit * 255).astype(np.uint8)
-            sheet.paste(Image.fromarray(seen).resize((56, 56), Image.NEAREST), (x + 74, y + 22))
-        if reading.probabilities is None:
+            sheet.paste(_boxed(reading), (x + 4, y + 18))
+            characters = [] if reading.read is None else reading.read.characters
+            shown_digit = characters[0].seen if len(characters) == 1 else None
+            seen = ((reading.cleaned.digit if shown_digit is None else shown_digit) * 255)
+            sheet.paste(Image.fromarray(seen.astype(np.uint8)).resize((56, 56), Image.NEAREST),
+                        (x + 74, y + 22))
+        if reading.read is None:
             draw.multiline_text((x + 138, y + 24), _wrap(reading.error, 24), fill="#b00000",
                                 font=small)
             continue
         expected = labels.get(reading.name)
-        colour = "#b00000" if expected is not None and expected != reading.prediction else "black"
-        draw.text((x + 140, y + 24), fit_text(f"reads {names[reading.prediction]}", font,
-                                          cell_w - 144), fill=colour, font=font)
-        sure = f"{reading.confidence:.0%} sure" + (", unsure" if reading.unsure else "")
-        draw.text((x + 140, y + 44), sure, fill="#b36b00" if reading.unsure else "#444444",
-                  font=small)
+        wrong = expected is not None and not answers(reading, expected)
+        said = "no digit" if reading.status == "not_digits" else f"reads {reading.text}"
+        draw.text((x + 140, y + 24), fit_text(said, font, cell_w - 144),
+                  fill="#b00000" if wrong else "black", font=font)
+        sure = ("" if reading.confidence is None else f"{reading.confidence:.0%} sure") + (
+            ", unsure" if reading.unsure else "")
+        draw.text((x + 140, y + 44), sure.strip(", "),
+                  fill="#b36b00" if reading.unsure else "#444444", font=small)
         if expected is not None:
-            draw.text((x + 140, y + 62), fit_text(f"label {names[expected]}", small, cell_w - 144),
+            label = expected if expected else "none"
+            draw.text((x + 140, y + 62), fit_text(f"label {label}", small, cell_w - 144),
                       fill="#444444", font=small)
     if rest:
         draw.text((4, rows * cell_h + 4), f"{rest} more pictures are not drawn here; the CSV "
                   f"lists all {len(readings)}", fill="black", font=font)
     save_png(sheet, path)
+
+
+def _boxed(reading) -> Image.Image:
+    """The thumbnail with each character's box drawn (only upright readings: the boxes of
+    a picture read as stored would not match the thumbnail)."""
+    picture = reading.cleaned.thumbnail.copy()
+    if reading.read is None or not reading.read.turned or len(reading.read.characters) < 2:
+        return picture
+    draw = ImageDraw.Draw(picture)
+    scale = picture.width / max(1, reading.cleaned.size[0])
+    for character in reading.read.characters:
+        left, top, right, bottom = (round(v * scale) for v in character.box)
+        draw.rectangle([left, top, max(left, right - 1), max(top, bottom - 1)],
+                       outline="#00a000" if character.digit_like else "#d00000")
+    return picture
 
 
 def _wrap(text: str, width: int) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from digitrec.errors import DigitrecError
-from digitrec.reading.classify import read_cleaned
+from digitrec.reading.batch import Reading, predict_readings, reading_record
 from digitrec.reading.decode import ImageProblem
 from digitrec.reading.images import clean_file
 from digitrec.serving.limits import (
@@ -62,24 +62,33 @@ class Reader:
         """The answer for one picture's bytes; `ImageProblem` if it is not a readable digit."""
         with self._decoders:
             cleaned = clean_file(io.BytesIO(data))
+        reading = Reading("upload", Path("upload"), cleaned=cleaned)
         with self._model_lock:
-            probabilities, digits = read_cleaned(self.model, [cleaned])
-        return answer(probabilities[0], digits[0], cleaned.inverted)
+            predict_readings(self.model, [reading])
+        return answer(reading)
 
 
-def answer(probabilities: np.ndarray, digit: np.ndarray, inverted: bool) -> dict[str, Any]:
-    """The API's JSON for one reading.
+def answer(reading: Reading) -> dict[str, Any]:
+    """The API's JSON for one reading: what `predict` writes to readings.json for it (text,
+    status, confidence, each character with its box and probabilities), the picture's size
+    (for drawing the boxes), and for a lone character its class as before.
 
     `digit` is the 28x28 picture the model saw (grey levels 0-255, white ink on black), so a
     client can show why the model read what it read.
     """
-    return {
-        "prediction": int(np.argmax(probabilities)),
-        "confidence": float(np.max(probabilities)),
-        "probabilities": [float(p) for p in probabilities],
-        "digit": np.rint(digit * 255).astype(np.uint8).tolist(),
-        "inverted": bool(inverted),
-    }
+    record = reading_record(reading)
+    del record["file"], record["error"]
+    characters = reading.read.characters
+    seen = characters[0].seen if len(characters) == 1 else reading.cleaned.digit
+    single = reading.probabilities
+    record.update({
+        "width": reading.cleaned.size[0], "height": reading.cleaned.size[1],
+        "prediction": None if single is None else int(np.argmax(single)),
+        "probabilities": None if single is None else [float(p) for p in single],
+        "digit": np.rint(seen * 255).astype(np.uint8).tolist(),
+        "inverted": bool(reading.cleaned.inverted),
+    })
+    return record
 
 
 def web_folder() -> Path:

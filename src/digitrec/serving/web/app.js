@@ -14,6 +14,8 @@ const confidence = document.getElementById("confidence");
 const statusLine = document.getElementById("status");
 const dropzone = document.getElementById("dropzone");
 const readingPanel = document.getElementById("reading");
+const boxes = document.getElementById("boxes");
+const characters = document.getElementById("characters");
 
 let drawing = null;      // the pointer that is drawing, and its last point
 let inFlight = false;    // a request is on its way
@@ -21,6 +23,7 @@ let queued = null;       // the newest picture waiting for that request to finis
 let lastSent = 0;
 let generation = 0;      // bumped by Clear: answers to older pictures are not shown
 let waiting = 0;         // pictures taken and not yet answered (aria-busy while any)
+let placement = null;    // where an uploaded picture sits on the pad: {scale, x, y}
 
 function busy(change) {
   waiting += change;
@@ -55,18 +58,48 @@ function resetReading(text) {
     row.querySelector(".pct").textContent = "\u2013";
   }
   seen.getContext("2d").clearRect(0, 0, 28, 28);
+  boxes.getContext("2d").clearRect(0, 0, boxes.width, boxes.height);
+  characters.textContent = "";
   showStatus(text);
 }
 
+// A box round each character found: green a digit (with the digit read), red not a digit.
+function drawBoxes(result) {
+  const draw = boxes.getContext("2d");
+  draw.clearRect(0, 0, boxes.width, boxes.height);
+  const place = placement || { scale: pad.width / result.width, x: 0, y: 0 };
+  draw.lineWidth = 2;
+  draw.font = "bold 16px sans-serif";
+  for (const c of result.characters) {
+    const [left, top, right, bottom] = c.box.map((v) => v * place.scale);
+    draw.strokeStyle = draw.fillStyle = c.digit_like ? "#0a8a0a" : "#c00000";
+    draw.strokeRect(left + place.x, top + place.y, right - left, bottom - top);
+    draw.fillText(c.digit_like ? String(c.digit) : "?", left + place.x + 2,
+                  Math.max(14, top + place.y - 3));
+  }
+}
+
 function showReading(result) {
-  prediction.textContent = String(result.prediction);
-  confidence.textContent = `${(100 * result.confidence).toFixed(1)}% sure`;
-  result.probabilities.forEach((p, digit) => {
+  resetReading("");
+  const noDigit = result.status === "not_digits";
+  prediction.textContent = noDigit ? "\u2205" : result.text;
+  confidence.textContent = noDigit ? "Not a digit."
+    : `${(100 * result.confidence).toFixed(1)}% sure` +
+      (result.status === "unsure" ? ", unsure" : "");
+  const first = result.characters.find((c) => c.digit_like) || result.characters[0];
+  const shown = result.probabilities || (first && first.probabilities) || [];
+  const top = result.probabilities ? result.prediction : first && first.digit;
+  shown.forEach((p, digit) => {
     const row = bars.children[digit];
-    row.classList.toggle("top", digit === result.prediction);
+    row.classList.toggle("top", digit === top);
     row.querySelector(".fill").style.width = `${(100 * p).toFixed(1)}%`;
     row.querySelector(".pct").textContent = `${(100 * p).toFixed(1)}%`;
   });
+  if (result.characters.length > 1) {
+    characters.textContent = result.characters.map((c) => c.digit_like
+      ? `${c.digit} (${(100 * c.confidence).toFixed(0)}%)` : "not a digit").join(", ");
+  }
+  drawBoxes(result);
   const picture = seen.getContext("2d").createImageData(28, 28);
   result.digit.flat().forEach((grey, i) => {
     picture.data.set([grey, grey, grey, 255], 4 * i);
@@ -148,6 +181,7 @@ function strokeTo(event) {
 pad.addEventListener("pointerdown", (event) => {
   if (event.button !== 0 || drawing) return;
   event.preventDefault();
+  placement = null;  // what is read now is the pad itself
   pad.setPointerCapture(event.pointerId);
   const [x, y] = point(event);
   drawing = { id: event.pointerId, x, y };
@@ -178,6 +212,7 @@ pad.addEventListener("pointercancel", endStroke);
 
 document.getElementById("clear").addEventListener("click", () => {
   blankPad();
+  placement = null;
   generation += 1;
   if (queued) busy(-1);
   queued = null;
@@ -200,12 +235,14 @@ async function usePicture(file) {
   }
   blankPad();
   generation += 1;
+  placement = { scale: 0, x: 0, y: 0 };  // no boxes unless the picture is shown
   try {  // show it on the pad when the browser can decode it; the server reads the file
     const bitmap = await createImageBitmap(file);
     const scale = Math.min(pad.width / bitmap.width, pad.height / bitmap.height);
     const w = bitmap.width * scale;
     const h = bitmap.height * scale;
     context.drawImage(bitmap, (pad.width - w) / 2, (pad.height - h) / 2, w, h);
+    placement = { scale, x: (pad.width - w) / 2, y: (pad.height - h) / 2 };
     } catch (error) {
     // not shown here (a format this browser cannot draw); the server may still read it
   }

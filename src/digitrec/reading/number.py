@@ -1,0 +1,152 @@
+"""The model's readings of every candidate grouping -> what the picture says: a number, or
+"not a digit", with a confidence.
+
+The grouping read is the one the model finds most digit-like overall (a shortest path over
+the marks, left to right): each digit costs -log of its calibrated confidence, plus a charge
+for shapes no digit has (much wider than tall), for reading side-by-side marks as one digit
+(JOIN_COST) and for cutting a mark (CUT_COST). Then each digit is tested on its own: the
+model was trained to spread its probability evenly over the ten classes for what is not a
+digit (outlier exposure), so a character whose two likeliest classes together stay below
+NOT_DIGIT_BELOW is not a digit. A reading that is mostly such characters is `not_digits`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from digitrec.reading.segment import Candidate
+
+NOT_DIGIT_BELOW = 0.6     # top-2 probability mass under which a character is not a digit
+JOIN_COST = math.log(2)   # side-by-side marks are one digit half as often as two
+CUT_COST = math.log(2)    # a cut must make the reading twice as likely
+WIDE_OK = 1.1             # digits are rarely wider than this share of their height
+WIDE_COST = 4.0           # per unit of width / height above WIDE_OK
+DOUBT = math.log(2)       # another count of digits this close makes the split unsure
+FLOOR = 1e-6              # probabilities are floored before the log
+
+
+@dataclass
+class Character:
+    """One thing the reader found: its box (in the picture), its reading, whether a digit."""
+
+    box: tuple[int, int, int, int]
+    probabilities: np.ndarray
+    digit_like: bool
+    seen: np.ndarray | None = None     # the 28x28 the model read
+
+    @property
+    def digit(self) -> int:
+        return int(self.probabilities.argmax())
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probabilities.max())
+
+
+@dataclass
+class Read:
+    """What one picture says. `status`: ok, unsure, not_digits or failed."""
+
+    status: str
+    text: str = ""
+    confidence: float | None = None
+    characters: list[Character] = field(default_factory=list)
+    split_doubtful: bool = False
+    turned: bool = True               # upright by the EXIF tag (False: as the file stores it)
+
+    @property
+    def digits(self) -> list[Character]:
+        return [c for c in self.characters if c.digit_like]
+
+
+def _part_cost(probabilities: np.ndarray, aspect: float) -> float:
+    return (-math.log(max(float(probabilities.max()), FLOOR))
+            + WIDE_COST * max(0.0, aspect - WIDE_OK))
+
+
+def candidate_cost(candidate: Candidate, probabilities: np.ndarray) -> float:
+    """What reading `candidate` costs, given its parts' class probabilities (parts, classes)."""
+    cost = sum(_part_cost(row, aspect)
+               for row, aspect in zip(probabilities, candidate.aspects, strict=True))
+    return cost + candidate.joined * JOIN_COST + (candidate.parts - 1) * CUT_COST
+
+
+def best_path(marks: int, candidates: Sequence[Candidate], costs: Sequence[float]
+              ) -> tuple[list[int], dict[int, float]]:
+    """The cheapest sequence of candidates covering marks 0..marks-1, and the cheapest cost
+    for each number of digits (to tell how doubtful the count is)."""
+    # states: (position, digits so far) -> (cost, previous state, candidate index)
+    State = tuple[int, int]
+    best: dict[State, tuple[float, State | None, int]] = {(0, 0): (0.0, None, -1)}
+    starting: dict[int, list[int]] = {}
+    for index, candidate in enumerate(candidates):
+        starting.setdefault(candidate.first, []).append(index)
+    for position in range(marks):
+        states = [(key, value) for key, value in best.items() if key[0] == position]
+        for (_, count), (cost, _, _) in states:
+            for index in starting.get(position, []):
+                candidate = candidates[index]
+                key = (candidate.last, count + candidate.parts)
+                total = cost + costs[index]
+                if key not in best or total < best[key][0]:
+                    best[key] = (total, (position, count), index)
+    ends = {count: value[0] for (position, count), value in best.items() if position == marks}
+    count = min(ends, key=ends.get)
+    path, key = [], (marks, count)
+    while best[key][1] is not None:
+        path.append(best[key][2])
+        key = best[key][1]
+    return path[::-1], ends
+
+
+def choose(candidates: Sequence[Candidate], probabilities: Sequence[np.ndarray], marks: int,
+           unsure_below: float, scale: float = 1.0, offset: tuple[int, int] = (0, 0)) -> Read:
+    """The reading of one picture from its candidates' probabilities (one array of
+    (parts, classes) per candidate). Boxes are mapped back to the picture by `scale`
+    (picture pixels per ink-map pixel) and `offset`."""
+    costs = [candidate_cost(c, p) for c, p in zip(candidates, probabilities, strict=True)]
+    path, by_count = best_path(marks, candidates, costs)
+    characters = []
+    for index in path:
+        candidate = candidates[index]
+        for row, box, seen in zip(probabilities[index], candidate.boxes, candidate.digits,
+                                  strict=True):
+            top_two = float(np.sort(row)[-2:].sum())
+            characters.append(Character(_to_picture(box, scale, offset), row,
+                                        top_two >= NOT_DIGIT_BELOW, seen))
+    best_cost = min(by_count.values())
+    doubtful = any(count != len(characters) and cost - best_cost < DOUBT
+                   for count, cost in by_count.items())
+    return judge(characters, unsure_below, doubtful)
+
+
+def judge(characters: list[Character], unsure_below: float, split_doubtful: bool = False
+          ) -> Read:
+    """Status, text and confidence of a reading from its characters.
+
+    Mostly not-digit characters (by area) make the picture `not_digits`; otherwise the digits
+    are the text (a stray non-digit beside them is left out and makes the reading unsure).
+    The confidence is the product of the digits' confidences: the chance all are right.
+    """
+    area = [max(1, (c.box[2] - c.box[0]) * (c.box[3] - c.box[1])) for c in characters]
+    refused = sum(a for a, c in zip(area, characters, strict=True) if not c.digit_like)
+    digits = [c for c in characters if c.digit_like]
+    if not digits or refused >= sum(area) / 2:
+        return Read("not_digits", "", None, characters, split_doubtful)
+    confidence = float(np.prod([c.confidence for c in digits]))
+    unsure = (split_doubtful or len(digits) < len(characters)
+              or any(c.confidence < unsure_below for c in digits))
+    return Read("unsure" if unsure else "ok", "".join(str(c.digit) for c in digits),
+                confidence, characters, split_doubtful)
+
+
+def _to_picture(box: tuple[int, int, int, int], scale: float, offset: tuple[int, int]
+                ) -> tuple[int, int, int, int]:
+    left, top, right, bottom = box
+    dx, dy = offset
+    return (int(left * scale) + dx, int(top * scale) + dy,
+            int(math.ceil(right * scale)) + dx, int(math.ceil(bottom * scale)) + dy)

@@ -1,0 +1,157 @@
+"""Reading what a picture says: whole numbers left to right (apart, touching, one digit
+drawn in two strokes), "not a digit" for letters and marks, and a clear answer for
+pictures that hold too much, all through the path `predict` and `serve` share."""
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from tiny_model import drawn_digits
+
+from digitrec.data.negatives import draw_negatives
+from digitrec.examples import draw_digit, draw_number
+from digitrec.reading import batch as predict
+from digitrec.reading.labels import answers
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    """A small model that reads the drawn digits and spreads its belief evenly over the ten
+    classes for negatives (outlier exposure), as the pipeline's model is trained to."""
+    keras.utils.set_random_seed(0)
+    digits, labels = drawn_digits()
+    negatives = draw_negatives(240, seed=0)[..., None]
+    targets = np.concatenate([np.eye(10)[labels], np.full((len(negatives), 10), 0.1)])
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(128, activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="categorical_crossentropy")
+    model.fit(np.concatenate([digits, negatives]), targets, epochs=40, verbose=0)
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    model.save(path)
+    return path
+
+
+def letter(text: str, size: int) -> Image.Image:
+    """Dark capital letters on paper, in Pillow's own font (present on every machine)."""
+    from PIL import ImageFont
+
+    image = Image.new("L", (size * len(text), size), 235)
+    font = ImageFont.load_default(size=int(size * 0.8))
+    ImageDraw.Draw(image).text((size * 0.1, size * 0.05), text, fill=20, font=font)
+    return image
+
+
+def read_folder(model_file, folder, tmp_path):
+    outputs = predict.BatchOutputs(csv=tmp_path / "out" / "predictions.csv",
+                                   readings=tmp_path / "out" / "readings.json",
+                                   contact_sheet=tmp_path / "out" / "sheet.png",
+                                   metrics=tmp_path / "out" / "predict.json")
+    batch = predict.predict_batch(model_file, [folder], outputs)
+    return batch, outputs
+
+
+def test_numbers_are_read_whole_left_to_right(model_file, tmp_path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    written = {"apart.png": ("4071", 0.3), "close.png": ("0869", 0.08),
+               "touching.png": ("35", -0.04), "lone.png": ("7", 0.0)}
+    for name, (text, gap) in written.items():
+        draw_number(text, 140, pen=0.05, ink=20, paper=235, seed=3, gap=gap).save(folder / name)
+    (folder / "labels.csv").write_text("file,label\n" + "".join(
+        f"{name},{text}\n" for name, (text, _) in written.items()))
+
+    batch, outputs = read_folder(model_file, folder, tmp_path)
+
+    got = {r.name: r.text for r in batch.readings}
+    assert got == {name: text for name, (text, _) in written.items()}
+    assert batch.figures["accuracy"] == 1.0 and batch.figures["digit_accuracy"] == 1.0
+    with open(outputs.csv, encoding="utf-8", newline="") as f:
+        rows = {row["file"]: row for row in csv.DictReader(f)}
+    assert rows["close.png"]["text"] == "0869"  # leading zero kept, as text
+    assert rows["apart.png"]["prediction"] == ""  # the single-digit columns: one digit only
+    assert rows["lone.png"]["prediction"] == "7" and rows["lone.png"]["p7"] != ""
+    records = {r["file"]: r for r in json.loads(outputs.readings.read_text())["pictures"]}
+    boxes = [c["box"] for c in records["apart.png"]["characters"]]
+    width, height = Image.open(folder / "apart.png").size
+    assert [c["digit"] for c in records["apart.png"]["characters"]] == [4, 0, 7, 1]
+    assert all(0 <= left < right <= width and 0 <= top < bottom <= height
+               for left, top, right, bottom in boxes)
+    assert [b[0] for b in boxes] == sorted(b[0] for b in boxes)
+    assert all(a[2] <= b[0] + 2 for a, b in zip(boxes, boxes[1:], strict=False))  # side by side
+
+
+def test_a_digit_drawn_in_two_strokes_is_one_digit(model_file, tmp_path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    five = np.asarray(draw_digit(5, 160, pen=0.05, ink=20, paper=235, seed=5)).copy()
+    five[:, :] = np.where(np.arange(160)[:, None] < 36, 235, five)  # lift the pen: bar apart
+    bar = Image.fromarray(five)
+    ImageDraw.Draw(bar).line([(62, 28), (128, 28)], fill=20, width=8)
+    bar.save(folder / "five.png")
+    batch, _ = read_folder(model_file, folder, tmp_path)
+    assert batch.readings[0].text == "5"
+
+
+def test_letters_and_marks_are_not_digits(model_file, tmp_path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    letter("A", 160).save(folder / "letter_A.png")
+    letter("K", 160).save(folder / "letter_K.png")
+    scribble = Image.new("L", (200, 200), 235)
+    rng = np.random.default_rng(1)
+    ImageDraw.Draw(scribble).line([tuple(p) for p in rng.uniform(20, 180, (14, 2))], fill=20,
+                                  width=6)
+    scribble.save(folder / "scribble.png")
+    draw_digit(3, 160, pen=0.05, ink=20, paper=235, seed=3).save(folder / "three.png")
+    (folder / "labels.csv").write_text("file,label\nletter_A.png,none\nletter_K.png,none\n"
+                                       "scribble.png,none\nthree.png,3\n")
+
+    batch, outputs = read_folder(model_file, folder, tmp_path)
+
+    by_name = {r.name: r for r in batch.readings}
+    for name in ("letter_A.png", "letter_K.png", "scribble.png"):
+        assert by_name[name].status == "not_digits", (name, by_name[name].text)
+        assert by_name[name].text == ""
+    assert by_name["three.png"].text == "3" and by_name["three.png"].status != "not_digits"
+    assert all(answers(r, batch.labels[r.name]) for r in batch.readings)
+    metrics = json.loads(outputs.metrics.read_text())
+    assert metrics["not_digits"] == 3 and metrics["accuracy"] == 1.0
+
+
+def test_pictures_that_hold_too_much_get_a_clear_answer(model_file, tmp_path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    dots = Image.new("L", (600, 600), 235)
+    draw = ImageDraw.Draw(dots)
+    for y in range(15, 600, 27):
+        for x in range(15, 600, 27):
+            draw.ellipse([x - 5, y - 5, x + 5, y + 5], fill=20)  # 484 marks of equal size
+    dots.save(folder / "dots.png")
+    Image.new("L", (300, 300), 10).save(folder / "all_ink.png")
+    frame = Image.new("L", (300, 300), 20)
+    ImageDraw.Draw(frame).rectangle([3, 3, 296, 296], fill=235)
+    frame.save(folder / "frame.png")  # one mark the size of the whole picture
+    draw_number("12", 100, 0.05, 20, 235, seed=1).save(folder / "twelve.png")
+
+    batch, outputs = read_folder(model_file, folder, tmp_path)
+
+    by_name = {r.name: r for r in batch.readings}
+    assert by_name["dots.png"].status == "failed"
+    assert "separate marks" in by_name["dots.png"].error
+    assert by_name["all_ink.png"].status in ("failed", "not_digits")
+    assert by_name["frame.png"].status in ("failed", "not_digits")
+    assert by_name["twelve.png"].text == "12"
+    with open(outputs.csv, encoding="utf-8", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 4
+
+
+def test_labels_take_digit_strings_and_none(tmp_path):
+    from digitrec.reading.labels import read_labels
+
+    path = tmp_path / "labels.csv"
+    path.write_text("file,label\na.png,0869\nb.png,none\nc.png,7\n")
+    assert read_labels(path).values == {"a.png": "0869", "b.png": "", "c.png": "7"}
