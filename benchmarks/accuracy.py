@@ -8,7 +8,7 @@ checksum verification unless --verify; /usr/share/datasets/fashion-mnist with --
 fashion_mnist --verify). The data goes through the real download and prepare code with the
 params.yaml prepare settings; the recipe is the params.yaml train section, changed by
 `--set` (YAML values, dotted keys for the augmentation: `--set augment.rotation=5
-epochs=12`) or `--accurate` (the README's accurate setting). With `--dataset` other than
+epochs=12`) or `--accurate` (the accurate setting of docs/training.md). With `--dataset` other than
 mnist, `dataset` is passed to the train config as the pipeline does.
 
 Every training runs through the real train code in a fresh process. With --cnn3 the
@@ -178,7 +178,7 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="change the params.yaml train section")
     parser.add_argument("--accurate", action="store_true",
-                        help="the README's accurate setting (then --set on top)")
+                        help="the accurate setting of docs/training.md (then --set on top)")
     parser.add_argument("--cnn3", action="store_true", help="time cnn3 before every seed")
     parser.add_argument("--user-digits", type=Path, help="a folder with labels.csv")
     parser.add_argument("--train-size", type=int, help="train on a subset of this size")
@@ -205,7 +205,8 @@ def main() -> None:
                  work / "raw", work / "partial", Retries(progress=False))
         options = params["prepare"]
         manifest = prepare(work / "raw", work / "prepared", options["val_size"],
-                           options["seed"])
+                           options["seed"],
+                           get_dataset(args.dataset).negative_share(options["negatives"]))
         if args.train_size:
             subset_train(work / "prepared", args.train_size, options["seed"])
         counts = {split: info["count"] for split, info in manifest["splits"].items()}
@@ -230,7 +231,7 @@ def main() -> None:
 
 
 def accurate_setting() -> dict:
-    """The README's accurate setting, as benchmarks/train_speed.py trains it."""
+    """The accurate setting (docs/training.md), as benchmarks/train_speed.py trains it."""
     sys.path.insert(0, str(ACCURATE_FILE.parent))
     from train_speed import ACCURATE
 

@@ -47,7 +47,7 @@ SETTINGS = {
                            learning_rate=1e-4),
     "lenet5": dict(TUTORIAL, model="lenet5", epochs=10),
 }
-# The README's `accurate` setting: the wider digitnet, for 20 epochs.
+# The `accurate` setting (docs/training.md): the wider digitnet, for 20 epochs.
 ACCURATE = dict(model="digitnet_wide", epochs=20)
 
 
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--verify", action="store_true", help="check official checksums")
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--accurate", action="store_true",
-                        help="also train the README's accurate setting")
+                        help="also train the accurate setting (docs/training.md)")
     parser.add_argument("--only", nargs="*", help="only these rows (default: all)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="train each setting N times, interleaved, and report the median "
@@ -113,7 +113,8 @@ def main() -> None:
                  DownloadParams(mirrors=(str(args.data_dir),), verify=args.verify),
                  work / "raw", work / "partial", Retries(progress=False))
         manifest = prepare(work / "raw", work / "prepared", params.prepare.val_size,
-                           params.prepare.seed)
+                           params.prepare.seed,
+                           get_dataset(args.dataset).negative_share(params.prepare.negatives))
         counts = {split: info["count"] for split, info in manifest["splits"].items()}
         print(f"data: {args.data_dir}: {counts}", file=sys.stderr)
         times: dict[str, list[float]] = {name: [] for name in runs}

@@ -23,16 +23,14 @@ PROJECT_FILES = ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "stages"
                  ".dvc/config", ".dvc/.gitignore", "data/user_images")
 
 
-@pytest.fixture
-def project(tmp_path):
-    """A fresh git + DVC copy of this project's pipeline, as a new clone would have it (the
-    committed params.yaml, not the working copy's)."""
+def make_project(root: Path) -> "Project":
+    """A fresh git + DVC copy of this project's pipeline at `root`, as a new clone has it
+    (the committed params.yaml, not the working copy's)."""
     import os
     import shutil
     import subprocess
 
-    root = tmp_path / "project"
-    root.mkdir()
+    root.mkdir(parents=True)
     for name in PROJECT_FILES:
         source = PROJECT_ROOT / name
         if source.is_dir():
@@ -50,6 +48,58 @@ def project(tmp_path):
                     ["git", "commit", "-q", "-m", "init"]):
         subprocess.run(command, cwd=root, env=env, check=True)
     return Project(root, env)
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A fresh git + DVC copy of this project's pipeline, as a new clone would have it."""
+    return make_project(tmp_path / "project")
+
+
+TINY_TRAIN = {"epochs": 1, "batch_size": 64, "checkpoint_every": 1}
+
+
+@pytest.fixture(scope="session")
+def _first_pipeline_run(tmp_path_factory):
+    """One tiny five-stage `dvc repro` of the project, committed; made once per session,
+    since it costs a minute: `pipeline_run` hands each test a copy of it."""
+    from helpers import synthetic_dataset_arrays, write_archives
+
+    folder = tmp_path_factory.mktemp("pipeline")
+    www = folder / "www"
+    www.mkdir()
+    server = MirrorServer(www)  # kept up: a later `dvc repro` may ask download's status
+    write_archives(www, synthetic_dataset_arrays(n_train=400, n_test=100))
+    made = make_project(folder / "project")
+    made.set_params(download={"mirrors": [server.url()], "verify": False}, train=TINY_TRAIN)
+    made.dvc("repro")
+    made.run("git", "add", "-A")
+    made.run("git", "commit", "-q", "-m", "first run")
+    yield made
+    server.close()
+
+
+@pytest.fixture
+def pipeline_run(_first_pipeline_run, tmp_path):
+    """The project after one tiny `dvc repro`, committed, as the first teammate has it: a
+    copy of the session's run (its git history, DVC cache and outputs) at
+    `tmp_path / "project"`, so the default remote `../digitrec-storage` is in `tmp_path`."""
+    import shutil
+
+    root = tmp_path / "project"
+    shutil.copytree(_first_pipeline_run.root, root, symlinks=True)
+    return Project(root, _first_pipeline_run.env)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_file(tmp_path_factory):
+    """The small model that reads drawn digits (tiny_model.py), trained once per session
+    and shared read-only by the predict, serve and export tests."""
+    from tiny_model import train_tiny_model
+
+    path = train_tiny_model(tmp_path_factory.mktemp("tiny_model") / "model.keras")
+    path.chmod(0o444)  # a test that changed it would change every other test's model
+    return path
 
 
 class Project:

@@ -7,12 +7,17 @@ import contextlib
 import gzip
 import hashlib
 import http.server
+import io
 import json
+import os
 import re
+import runpy
 import shlex
+import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -373,3 +378,62 @@ def flat_keys(values: dict, prefix: str = "") -> set[str]:
         name = f"{prefix}{key}"
         keys |= flat_keys(value, f"{name}.") if isinstance(value, dict) else {name}
     return keys
+
+
+@dataclass
+class StageRun:
+    """What a stage script's run left: its exit code and what it printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_stage(root: Path, name: str, *args: str, check: bool = True) -> StageRun:
+    """Run `stages/NAME.py` of the project at `root` as `python stages/NAME.py ARGS` runs
+    it (as `__main__`, from the project root, its exit code taken from `sys.exit`), but in
+    this process: the suite imports TensorFlow once rather than once per stage run. Use a
+    subprocess only where the process itself is under test (a kill, a real `dvc repro`)."""
+    script = root / "stages" / f"{name}.py"
+    out, err = io.StringIO(), io.StringIO()
+    cwd, argv = os.getcwd(), sys.argv
+    code: int | str | None = 0
+    try:
+        os.chdir(root)
+        sys.argv = [str(script), *args]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                runpy.run_path(str(script), run_name="__main__")
+            except SystemExit as exit_:
+                code = exit_.code
+    finally:
+        os.chdir(cwd)
+        sys.argv = argv
+    returncode = code if isinstance(code, int) else (0 if code is None else 1)
+    result = StageRun(returncode, out.getvalue(), err.getvalue())
+    if check and returncode != 0:
+        raise AssertionError(f"stages/{name}.py failed ({returncode}):\n{result.stdout}\n"
+                             f"{result.stderr}")
+    return result
+
+
+def backed_up_epochs(backups: Path) -> int:
+    """The last epoch a training run has backed up under `backups` (0: none yet)."""
+    done = []
+    for path in backups.glob("*/training_metadata.json"):
+        with contextlib.suppress(OSError, ValueError):  # gone, or caught half-written
+            done.append(json.loads(path.read_text())["epoch"])
+    return max(done, default=0)
+
+
+def kill_once_backed_up(process: subprocess.Popen, backups: Path, min_epochs: int,
+                        victim: subprocess.Popen | None = None, timeout: float = 300) -> None:
+    """SIGKILL `victim` (default: `process`, the training run) once `process` has backed up
+    `min_epochs` epochs under `backups`, or once it ended or `timeout` passed; the caller
+    checks that the kill came in time (the victim's return code is -SIGKILL)."""
+    victim = victim or process
+    deadline = time.monotonic() + timeout
+    while (time.monotonic() < deadline and process.poll() is None
+           and backed_up_epochs(backups) < min_epochs):
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_damaged_pictures import dds_of_unknown_pixel_format, seed_files
 from tiny_model import train_tiny_model
 
 httpx = pytest.importorskip("httpx")
@@ -194,12 +195,14 @@ def _truncated_png() -> bytes:
 
 
 NO_IMAGE_FIELD = _multipart({"picture": ("seven.png", b"\x89PNG...")})
+DAMAGED_DDS = dds_of_unknown_pixel_format(seed_files())  # Pillow: NotImplementedError
 
 BAD_REQUESTS = [
     # (method, path, body, content type, status, words in the error)
     ("POST", "/api/predict", b"hello, not a picture", "image/png", 422, "not an image"),
     ("POST", "/api/predict", b"", "image/png", 400, "empty request"),
     ("POST", "/api/predict", _truncated_png(), "image/png", 422, "corrupt or truncated"),
+    ("POST", "/api/predict", DAMAGED_DDS, "image/x-dds", 422, "corrupt or unsupported"),
     ("POST", "/api/predict", b'{"image": "seven"}', "application/json", 422, "not an image"),
     ("POST", "/api/predict", NO_IMAGE_FIELD[0], NO_IMAGE_FIELD[1], 400, "no file field 'image'"),
     ("POST", "/api/predict", b"--x\r\ngarbage", "multipart/form-data", 400, "boundary"),

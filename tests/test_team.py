@@ -200,7 +200,7 @@ def test_experiments_walkthrough_does_what_its_comments_say(pipeline_run):
     metrics = {f"{file}:{key}" if key == "accuracy" else key  # DVC's name for a name clash
                for file in ("metrics/eval.json", "metrics/predict.json")
                for key in flat_keys(json.loads((project.root / file).read_text()))}
-    assert {"metrics/eval.json:accuracy", "metrics/predict.json:accuracy", "error_count",
+    assert {"metrics/eval.json:accuracy", "metrics/predict.json:accuracy", "ece",
             "val.accuracy", "train.model", "train.epochs"} <= set(header.split())
     assert set(header.split()) - {"Experiment", "Created"} <= metrics | {
         "train.model", "train.epochs"}, header

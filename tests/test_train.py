@@ -1,39 +1,45 @@
 import json
+import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import yaml
-from helpers import synthetic_dataset_arrays, write_raw
+from helpers import kill_once_backed_up, run_stage, synthetic_dataset_arrays, write_raw
 
 from digitrec.data import splits as prepare
 from digitrec.errors import DigitrecError
 from digitrec.params import Augment, TrainParams, read_params
 from digitrec.schema import parse_section
 
-pytestmark = pytest.mark.slow
-
 TINY_TRAIN = {"model": "digitnet", "epochs": 2, "batch_size": 64, "learning_rate": 0.004,
               "checkpoint_every": 1, "keep_checkpoints": 3, "seed": 3}
 
 
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    """A small raw and prepared dataset, made once for the module's projects."""
+    data = tmp_path_factory.mktemp("train_data")
+    write_raw(data / "raw", synthetic_dataset_arrays(n_train=600, n_test=200))
+    prepare.prepare(data / "raw", data / "prepared", val_size=0.2, seed=0, negatives=0.3)
+    return data
+
+
 @pytest.fixture
-def trained_project(project):
+def trained_project(project, small_data):
     """The project copy with a small prepared dataset (negatives included) and tiny
     training params."""
-    raw = project.root / "data" / "raw"
-    write_raw(raw, synthetic_dataset_arrays(n_train=600, n_test=200))
-    prepare.prepare(raw, project.root / "data" / "prepared", val_size=0.2, seed=0,
-                    negatives=0.3)
+    for name in ("raw", "prepared"):
+        shutil.copytree(small_data / name, project.root / "data" / name)
     project.set_params(train=TINY_TRAIN)
     return project
 
 
-def train_stage(project, **kwargs):
-    return project.run(sys.executable, "stages/train.py", **kwargs)
+def train_stage(project, check=True):
+    """`python stages/train.py` in the project, run in this process (see run_stage)."""
+    return run_stage(project.root, "train", check=check)
 
 
 def tsv_rows(project, name):
@@ -41,6 +47,7 @@ def tsv_rows(project, name):
     return path.read_text().strip().splitlines()[1:]
 
 
+@pytest.mark.slow
 def test_stage_trains_and_writes_model_checkpoints_and_logs(trained_project):
     project = trained_project
     project.set_params(train={"epochs": 3, "checkpoint_every": 1, "keep_checkpoints": 2})
@@ -82,6 +89,7 @@ def test_stage_trains_and_writes_model_checkpoints_and_logs(trained_project):
     assert accuracy > 0.5
 
 
+@pytest.mark.slow
 def test_logged_validation_and_checkpoints_describe_the_saved_model(trained_project):
     """With the moving average of the weights on, the saved model holds the average: the
     logged validation numbers and the checkpoints must come from the same weights."""
@@ -133,6 +141,7 @@ def assert_earlier_outputs_kept(project) -> None:
         assert (project.root / name).read_bytes() == content, name
 
 
+@pytest.mark.slow
 def test_failed_train_under_dvc_repro_keeps_the_previous_outputs(trained_project):
     """DVC deletes a stage's outputs before it runs it, unless they persist."""
     project = trained_project
@@ -145,6 +154,7 @@ def test_failed_train_under_dvc_repro_keeps_the_previous_outputs(trained_project
     assert_earlier_outputs_kept(project)
 
 
+@pytest.mark.slow
 def test_interrupted_run_keeps_the_previous_model_logs_and_checkpoints(trained_project):
     """The run replaces its outputs only when it is complete."""
     project = trained_project
@@ -165,6 +175,7 @@ def test_a_diverged_loss_stops_training_with_a_clear_error():
             stop.on_epoch_end(2, {"loss": value})
 
 
+@pytest.mark.slow
 def test_checkpoint_every_n_epochs(trained_project):
     project = trained_project
     project.set_params(train={"epochs": 4, "checkpoint_every": 2, "keep_checkpoints": 5})
@@ -174,27 +185,23 @@ def test_checkpoint_every_n_epochs(trained_project):
 
 
 def run_until_killed(project, min_epochs):
-    """Start training, SIGKILL it once `min_epochs` are backed up; return epochs backed up."""
+    """Start training in its own process, SIGKILL it once `min_epochs` are backed up;
+    return epochs backed up."""
     process = subprocess.Popen([sys.executable, "stages/train.py"], cwd=project.root,
-                               env=project.env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+                               env=project.env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     backups = project.root / "models/.backup"
-    deadline = time.monotonic() + 300
     try:
-        while time.monotonic() < deadline and process.poll() is None:
-            done = [json.loads(p.read_text())["epoch"]
-                    for p in backups.glob("*/training_metadata.json") if p.stat().st_size]
-            if done and max(done) >= min_epochs:
-                break
-            time.sleep(0.02)
+        kill_once_backed_up(process, backups, min_epochs)
     finally:
-        process.send_signal(signal.SIGKILL)
+        process.kill()
         process.wait()
     assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"
     (metadata,) = backups.glob("*/training_metadata.json")
     return json.loads(metadata.read_text())["epoch"]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_at_the_right_epoch(trained_project):
     project = trained_project
     project.set_params(train={"epochs": 12})
@@ -210,6 +217,7 @@ def test_killed_run_resumes_at_the_right_epoch(trained_project):
     assert (project.root / "models/model.keras").exists()
 
 
+@pytest.mark.slow
 def test_changed_params_start_fresh(trained_project):
     project = trained_project
     project.set_params(train={"epochs": 12})
@@ -221,6 +229,7 @@ def test_changed_params_start_fresh(trained_project):
     assert "Epoch 1/2" in result.stdout
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_metrics(trained_project):
     project = trained_project
     train_stage(project)
@@ -372,6 +381,7 @@ def test_augmentation_moves_pixels_but_keeps_the_digit():
         image)
 
 
+@pytest.mark.slow
 def test_a_damaged_backup_is_dropped_with_a_warning(trained_project):
     project = trained_project
     project.set_params(train={"epochs": 8})
@@ -403,9 +413,10 @@ def test_negatives_are_mixed_in_at_their_share_with_uniform_targets():
     labels = np.arange(200) % 10
     augment = Augment(shift=0, rotation=0, zoom=0, redrawn=0)
 
-    def stream(share: float):
+    def stream(share: float, skip_epochs: int = 0):
         return training_dataset(digits, labels, 40, seed=1, augment=augment,
-                                negatives=negatives, negative_share=share)
+                                negatives=negatives, negative_share=share,
+                                skip_epochs=skip_epochs)
 
     batches = [(x.numpy(), y.numpy()) for x, y in stream(0.25).take(20)]
     shown = np.concatenate([y for _, y in batches])
@@ -418,6 +429,8 @@ def test_negatives_are_mixed_in_at_their_share_with_uniform_targets():
     off = np.concatenate([y.numpy() for _, y in stream(0.0).take(10)])
     assert not (off == NEGATIVE).any()
     assert epoch_steps(200, 40) == 5 and epoch_steps(200, 40, negative_share=0.25) == 7
+    resumed = np.concatenate([y.numpy() for _, y in stream(0.25, skip_epochs=2).take(6)])
+    np.testing.assert_array_equal(resumed, shown[2 * 7 * 40:])  # where a resumed run goes on
 
     images, targets = next(iter(target_rows(stream(0.25))))
     targets, labels_shown = targets.numpy(), batches[0][1]

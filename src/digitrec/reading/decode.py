@@ -63,10 +63,12 @@ def load_oriented(source: str | Path | BinaryIO, side: int = WORK_SIDE
     if empty:
         raise ImageProblem("empty file (0 bytes)")
     with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a damaged file's complaints: one row says it all
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(source)
-            image.seek(0)
+            if image.tell() != 0:  # SPIDER refuses even seek(0) unless it is a stack
+                image.seek(0)
             stored = image.size
             exif = image.getexif()
             orientation = exif.get(EXIF_ORIENTATION, 1)
@@ -85,6 +87,12 @@ def load_oriented(source: str | Path | BinaryIO, side: int = WORK_SIDE
             raise ImageProblem("not an image Pillow can read") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageProblem(f"corrupt or truncated image: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 (see below)
+            # Pillow's decoders raise what they like on damaged content (fuzzing found
+            # NotImplementedError for DDS, BLPFormatError, RuntimeError for AVIF,
+            # TypeError for TIFF, AttributeError): all of it is this file's problem.
+            raise ImageProblem(f"corrupt or unsupported image ({type(exc).__name__}: "
+                               f"{str(exc)[:200]})") from None
     return image, orientation if doubtful else None
 
 
