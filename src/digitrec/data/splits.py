@@ -113,7 +113,7 @@ def negative_seed(seed: int, split: str, chunk: int) -> int:
     return int(np.random.SeedSequence(key).generate_state(1)[0])
 
 
-def write_negatives(out_dir: Path, counts: dict[str, int], seed: int) -> None:
+def draw_split_negatives(out_dir: Path, counts: dict[str, int], seed: int) -> None:
     """Draw `counts[split]` negatives for each split, in chunks over the cores, and write
     them as `{split}_negatives.npy`."""
     tasks = [(split, chunk, min(NEGATIVES_CHUNK, count - start))
@@ -160,7 +160,7 @@ def prepare(raw_dir: Path, out_dir: Path, val_size: float | int, seed: int,
         if negatives > 0:
             counts = {split: round(negatives * len(labels))
                       for split, (_, labels) in splits.items()}
-            write_negatives(staging, counts, seed)
+            draw_split_negatives(staging, counts, seed)
             written = {split: {**entry, "negatives": counts[split]}
                        for split, entry in written.items()}
         manifest = prepared.write_manifest(staging, val_size, seed, sources, written,
