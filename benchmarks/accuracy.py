@@ -205,7 +205,8 @@ def main() -> None:
                  work / "raw", work / "partial", Retries(progress=False))
         options = params["prepare"]
         manifest = prepare(work / "raw", work / "prepared", options["val_size"],
-                           options["seed"])
+                           options["seed"],
+                           get_dataset(args.dataset).negative_share(options["negatives"]))
         if args.train_size:
             subset_train(work / "prepared", args.train_size, options["seed"])
         counts = {split: info["count"] for split, info in manifest["splits"].items()}

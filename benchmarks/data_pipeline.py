@@ -42,7 +42,7 @@ def phase_main(args: argparse.Namespace) -> None:
     from digitrec.data.download import download
     from digitrec.data.splits import prepare
     from digitrec.data.transfer import Retries
-    from digitrec.params import DownloadParams
+    from digitrec.params import DownloadParams, PrepareParams
 
     start = time.perf_counter()
     if args.phase == "download":
@@ -50,7 +50,9 @@ def phase_main(args: argparse.Namespace) -> None:
                  DownloadParams(mirrors=(str(args.archives),), verify=args.verify),
                  args.work / "raw", args.work / "partial", Retries(progress=False))
     else:
-        prepare(args.work / "raw", args.work / "prepared", val_size=0.1, seed=42)
+        negatives = get_dataset(args.dataset).negative_share(PrepareParams().negatives)
+        prepare(args.work / "raw", args.work / "prepared", val_size=0.1, seed=42,
+                negatives=negatives)
     print(json.dumps({"seconds": time.perf_counter() - start}))
 
 

@@ -91,7 +91,8 @@ def main() -> None:
         download(get_dataset(args.dataset),
                  DownloadParams(mirrors=(str(args.data_dir),), verify=args.verify),
                  work / "raw", work / "partial", Retries(progress=False))
-        prepare(work / "raw", work / "prepared", params.prepare.val_size, params.prepare.seed)
+        prepare(work / "raw", work / "prepared", params.prepare.val_size, params.prepare.seed,
+                get_dataset(args.dataset).negative_share(params.prepare.negatives))
         rows = []
         for workers in args.workers:
             print(f"--- {workers} worker(s)", file=sys.stderr, flush=True)

@@ -113,7 +113,8 @@ def main() -> None:
                  DownloadParams(mirrors=(str(args.data_dir),), verify=args.verify),
                  work / "raw", work / "partial", Retries(progress=False))
         manifest = prepare(work / "raw", work / "prepared", params.prepare.val_size,
-                           params.prepare.seed)
+                           params.prepare.seed,
+                           get_dataset(args.dataset).negative_share(params.prepare.negatives))
         counts = {split: info["count"] for split, info in manifest["splits"].items()}
         print(f"data: {args.data_dir}: {counts}", file=sys.stderr)
         times: dict[str, list[float]] = {name: [] for name in runs}

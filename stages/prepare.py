@@ -14,8 +14,8 @@ from digitrec.paths import PREPARED, RAW
 def main(params_file: Path) -> str:
     params = read_params("dataset", "prepare", path=params_file)
     options = params.prepare
-    negatives = options.negatives if get_dataset(params.dataset).negatives else 0.0
-    manifest = prepare(RAW, PREPARED, options.val_size, options.seed, negatives)
+    manifest = prepare(RAW, PREPARED, options.val_size, options.seed,
+                       get_dataset(params.dataset).negative_share(options.negatives))
     splits = manifest["splits"]
     counts = ", ".join(f"{split} {splits[split]['count']}" for split in SPLITS)
     drawn = sum(splits[split].get("negatives", 0) for split in SPLITS)

@@ -56,14 +56,11 @@ def project(tmp_path):
     return make_project(tmp_path / "project")
 
 
-TINY_TRAIN = {"epochs": 1, "batch_size": 64, "checkpoint_every": 1}
-
-
 @pytest.fixture(scope="session")
 def _first_pipeline_run(tmp_path_factory):
-    """One tiny five-stage `dvc repro` of the project, committed; made once per session,
-    since it costs a minute: `pipeline_run` hands each test a copy of it."""
-    from helpers import synthetic_dataset_arrays, write_archives
+    """One tiny five-stage `dvc repro` of the project, not committed; made once per session,
+    since it costs a minute: `pipeline_ran` and `pipeline_run` hand each test a copy."""
+    from helpers import PIPELINE_TRAIN, synthetic_dataset_arrays, write_archives
 
     folder = tmp_path_factory.mktemp("pipeline")
     www = folder / "www"
@@ -71,24 +68,31 @@ def _first_pipeline_run(tmp_path_factory):
     server = MirrorServer(www)  # kept up: a later `dvc repro` may ask download's status
     write_archives(www, synthetic_dataset_arrays(n_train=400, n_test=100))
     made = make_project(folder / "project")
-    made.set_params(download={"mirrors": [server.url()], "verify": False}, train=TINY_TRAIN)
+    made.set_params(download={"mirrors": [server.url()], "verify": False},
+                    train=PIPELINE_TRAIN)
     made.dvc("repro")
-    made.run("git", "add", "-A")
-    made.run("git", "commit", "-q", "-m", "first run")
     yield made
     server.close()
 
 
 @pytest.fixture
-def pipeline_run(_first_pipeline_run, tmp_path):
-    """The project after one tiny `dvc repro`, committed, as the first teammate has it: a
-    copy of the session's run (its git history, DVC cache and outputs) at
-    `tmp_path / "project"`, so the default remote `../digitrec-storage` is in `tmp_path`."""
+def pipeline_ran(_first_pipeline_run, tmp_path):
+    """The project after one tiny `dvc repro`, not yet committed: a copy of the session's
+    run (its git history, DVC cache and outputs) at `tmp_path / "project"`, so the default
+    remote `../digitrec-storage` is in `tmp_path` as it is beside a fresh project."""
     import shutil
 
     root = tmp_path / "project"
     shutil.copytree(_first_pipeline_run.root, root, symlinks=True)
     return Project(root, _first_pipeline_run.env)
+
+
+@pytest.fixture
+def pipeline_run(pipeline_ran):
+    """The project after one tiny `dvc repro`, committed, as the first teammate has it."""
+    pipeline_ran.run("git", "add", "-A")
+    pipeline_ran.run("git", "commit", "-q", "-m", "first run")
+    return pipeline_ran
 
 
 @pytest.fixture(scope="session")

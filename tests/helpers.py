@@ -39,6 +39,9 @@ from digitrec.catalog import (
 from digitrec.data import idx
 from digitrec.files import sha256_file
 
+# The train section of the session's shared pipeline run (conftest.py `pipeline_run`).
+PIPELINE_TRAIN = {"epochs": 1, "batch_size": 64, "checkpoint_every": 1}
+
 
 def synthetic_digits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """`count` 28x28 uint8 images whose class is learnable: a bright block at a place per class."""

@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 import pytest
-from helpers import synthetic_dataset_arrays, write_archives, write_raw
+from helpers import synthetic_dataset_arrays, write_raw
 from PIL import Image
 
 from digitrec import scoring
@@ -113,27 +113,6 @@ def test_evaluate_writes_metrics_plots_and_pngs(tmp_path):
             assert image.format == "PNG" and image.width > 100
 
 
-@pytest.mark.slow
-def test_metrics_and_plots_diff_between_two_commits(project, mirror):
-    write_archives(mirror.root, synthetic_dataset_arrays(n_train=400, n_test=100))
-    project.set_params(
-        download={"mirrors": [mirror.url()], "verify": False},
-        train={"epochs": 1, "batch_size": 64, "checkpoint_every": 1},
-    )
-    project.dvc("repro")
-    project.run("git", "add", "-A")
-    project.run("git", "commit", "-q", "-m", "first run")
-    assert "eval.json" in project.run("git", "ls-files", "metrics").stdout
-    shown = project.dvc("metrics", "show").stdout
-    assert "metrics/eval.json" in shown and "macro_f1" in shown
-
-    project.set_params(train={"epochs": 2})
-    project.dvc("repro")
-    params = project.dvc("params", "diff").stdout
-    assert "train.epochs" in params and "1" in params and "2" in params
-    metrics = project.dvc("metrics", "diff").stdout
-    assert "metrics/eval.json" in metrics and "accuracy" in metrics
-    html = project.root / "plots-diff"
-    project.dvc("plots", "diff", "HEAD", "-o", str(html))
-    page = (html / "index.html").read_text()
-    assert "confusion" in page.lower() and "loss" in page.lower()
+# `dvc metrics diff` and `dvc plots diff` between two real runs of the pipeline: in
+# test_team.py (test_metrics_params_and_plots_diff_between_commits_need_no_pull), which
+# shares the session's pipeline run.

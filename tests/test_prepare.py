@@ -107,7 +107,7 @@ def test_prepare_draws_each_splits_negatives_from_its_own_seed(raw, tmp_path):
         assert np.mean([picture in set(drawn["train"]) for picture in drawn[split]]) < 0.25
     again = tmp_path / "again"
     again.mkdir()
-    prepare.write_negatives(again, {"test": 36}, seed=1)
+    prepare.draw_split_negatives(again, {"test": 36}, seed=1)
     np.testing.assert_array_equal(prepared.load_negatives(again, "test"),
                                   prepared.load_negatives(out, "test"))
 

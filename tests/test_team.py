@@ -13,35 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import (
-    doc_block,
-    doc_commands,
-    flat_keys,
-    shell_commands,
-    synthetic_dataset_arrays,
-    write_archives,
-)
+from helpers import PIPELINE_TRAIN, doc_block, doc_commands, flat_keys, shell_commands
 
 pytestmark = pytest.mark.slow
-
-TINY = {"epochs": 1, "batch_size": 64, "checkpoint_every": 1}
-
-
-@pytest.fixture
-def pipeline_ran(project, mirror):
-    """The project after one tiny `dvc repro`, not yet committed."""
-    write_archives(mirror.root, synthetic_dataset_arrays(n_train=400, n_test=100))
-    project.set_params(download={"mirrors": [mirror.url()], "verify": False}, train=TINY)
-    project.dvc("repro")
-    return project
-
-
-@pytest.fixture
-def pipeline_run(pipeline_ran):
-    """The project after one tiny `dvc repro`, committed, as the first teammate has it."""
-    commit(pipeline_ran, "first run")
-    return pipeline_ran
-
 
 def commit(project, message):
     project.run("git", "add", "-A")
@@ -163,10 +137,27 @@ def test_pull_refuses_a_corrupt_object(pipeline_run, webdav, tmp_path):
     assert "metrics/eval.json" in teammate.dvc("metrics", "show").stdout
 
 
-def test_metrics_diff_needs_no_pull(pipeline_run, tmp_path):
+def test_metrics_params_and_plots_diff_between_commits_need_no_pull(pipeline_run, tmp_path):
+    """A second run's numbers against the first: in the workspace, then committed, in a
+    clone that pulled nothing at all. (Also the evaluate stage's end-to-end check: one second
+    run serves both.)"""
     project = pipeline_run
+    assert "eval.json" in project.run("git", "ls-files", "metrics").stdout
+    shown = project.dvc("metrics", "show").stdout
+    assert "metrics/eval.json" in shown and "macro_f1" in shown
+
     project.set_params(train={"epochs": 2})
-    project.dvc("repro", "evaluate")
+    project.dvc("repro")
+    params = project.dvc("params", "diff").stdout
+    (row,) = [line.split() for line in params.splitlines() if "train.epochs" in line]
+    assert row[-2:] == ["1", "2"], params  # HEAD, then the workspace
+    metrics = project.dvc("metrics", "diff").stdout
+    assert "metrics/eval.json" in metrics and "accuracy" in metrics
+    html = tmp_path / "plots-diff"
+    project.dvc("plots", "diff", "HEAD", "-o", str(html))
+    page = (html / "index.html").read_text()
+    assert "confusion" in page.lower() and "loss" in page.lower()
+
     commit(project, "two epochs")
     teammate = clone(project, tmp_path / "fresh")  # nothing pulled at all
     diff = teammate.dvc("metrics", "diff", "HEAD~1").stdout
@@ -189,7 +180,7 @@ def test_experiments_walkthrough_does_what_its_comments_say(pipeline_run):
     rows = list(csv.DictReader(io.StringIO(project.dvc(*show[1:], "--csv").stdout)))
     experiments = sorted((row["train.model"], row["train.epochs"]) for row in rows
                          if row["typ"].startswith("branch"))
-    committed = str(TINY["epochs"])
+    committed = str(PIPELINE_TRAIN["epochs"])
     assert experiments == sorted([("auto", "3"), ("cnn3", committed), ("mlp", committed)])
 
     terminal = type(project)(project.root, {**project.env, "COLUMNS": "200"})

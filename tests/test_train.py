@@ -413,9 +413,10 @@ def test_negatives_are_mixed_in_at_their_share_with_uniform_targets():
     labels = np.arange(200) % 10
     augment = Augment(shift=0, rotation=0, zoom=0, redrawn=0)
 
-    def stream(share: float):
+    def stream(share: float, skip_epochs: int = 0):
         return training_dataset(digits, labels, 40, seed=1, augment=augment,
-                                negatives=negatives, negative_share=share)
+                                negatives=negatives, negative_share=share,
+                                skip_epochs=skip_epochs)
 
     batches = [(x.numpy(), y.numpy()) for x, y in stream(0.25).take(20)]
     shown = np.concatenate([y for _, y in batches])
@@ -428,6 +429,8 @@ def test_negatives_are_mixed_in_at_their_share_with_uniform_targets():
     off = np.concatenate([y.numpy() for _, y in stream(0.0).take(10)])
     assert not (off == NEGATIVE).any()
     assert epoch_steps(200, 40) == 5 and epoch_steps(200, 40, negative_share=0.25) == 7
+    resumed = np.concatenate([y.numpy() for _, y in stream(0.25, skip_epochs=2).take(6)])
+    np.testing.assert_array_equal(resumed, shown[2 * 7 * 40:])  # where a resumed run goes on
 
     images, targets = next(iter(target_rows(stream(0.25))))
     targets, labels_shown = targets.numpy(), batches[0][1]

@@ -60,6 +60,11 @@ class Dataset:
     augment: Mapping[str, float | bool] = field(default_factory=dict)
     negatives: bool = True
 
+    def negative_share(self, requested: float) -> float:
+        """The share of negatives prepare draws for this dataset: `prepare.negatives`, or
+        0 for a dataset with nothing to refuse."""
+        return requested if self.negatives else 0.0
+
 
 MNIST = Dataset(
     name="mnist",

@@ -115,7 +115,7 @@ def negative_seed(seed: int, split: str, chunk: int) -> int:
     return int(np.random.SeedSequence(key).generate_state(1)[0])
 
 
-def write_negatives(out_dir: Path, counts: dict[str, int], seed: int) -> None:
+def draw_split_negatives(out_dir: Path, counts: dict[str, int], seed: int) -> None:
     """Draw `counts[split]` negatives for each split, in chunks over the cores, and write
     them as `{split}_negatives.npy`."""
     tasks = [(split, chunk, min(NEGATIVES_CHUNK, count - start))
@@ -161,7 +161,7 @@ def prepare(raw_dir: Path, out_dir: Path, val_size: float | int, seed: int,
         written = {split: prepared.write_split(staging, split, images, labels)
                    for split, (images, labels) in splits.items()}
         if negatives > 0:
-            write_negatives(staging, counts, seed)
+            draw_split_negatives(staging, counts, seed)
             written = {split: {**entry, "negatives": counts[split]}
                        for split, entry in written.items()}
         manifest = prepared.write_manifest(staging, val_size, seed, sources, written,
