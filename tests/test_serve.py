@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 from PIL import Image
 from test_damaged_pictures import dds_of_unknown_pixel_format, seed_files
-from tiny_model import train_tiny_model
 
 httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
@@ -43,8 +42,9 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    return train_tiny_model(tmp_path_factory.mktemp("model") / "model.keras")
+def model_file(tiny_model_file):
+    """The session's tiny model (conftest.py), trained once for every test that reads."""
+    return tiny_model_file
 
 
 class RunningServer:
