@@ -3,12 +3,13 @@ atomic save."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageFont
 
-from digitrec.files import atomic_path
+from digitrec.files import atomic_write_bytes
 
 FONT_NAME = "DejaVuSans.ttf"   # Debian's fonts-dejavu-core; found in the system font folders
 PLAIN = {"→": "->", "↓": "v", "…": "..."}
@@ -56,6 +57,8 @@ def class_labels(class_names: Sequence[str] | None, count: int) -> list[str]:
 
 
 def save_png(image: Image.Image, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG", optimize=True)
+    """Encode in memory, then write atomically (a full disk is told the size needed)."""
+    encoded = io.BytesIO()
+    image.save(encoded, format="PNG", optimize=True)
+    atomic_write_bytes(path, encoded.getvalue())
 

@@ -14,9 +14,11 @@ or a name too long is one `DigitrecError` naming the path (`disk_errors`).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -46,7 +48,7 @@ def make_shareable(path: str | os.PathLike, directory: bool = False) -> None:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, needed: int | None = None) -> Iterator[Path]:
     """Yield a temporary path; put it at `path` (`put_file`) only if the block succeeds.
 
     The temporary file is beside the file `path` names (a link's target), so the rename is
@@ -58,21 +60,34 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             fd, tmp = tempfile.mkstemp(prefix="digitrec-", suffix=".tmp")
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+            remove_stale_scratch(target)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=scratch_prefix(target),
                                        suffix=".tmp")
         os.close(fd)
     try:
         yield Path(tmp)
         put_file(Path(tmp), target)
+    except DigitrecError as exc:  # a writer's own atomic write onto `tmp`: name the output
+        if tmp not in str(exc):
+            raise
+        raise DigitrecError(str(exc).replace(tmp, shown(target))) from None
     except OSError as exc:
         if exc.errno not in DISK_PROBLEMS:
             raise
         written = Path(tmp).stat().st_size if os.path.exists(tmp) else 0
         Path(tmp).unlink(missing_ok=True)  # first, so the space it held counts as free
-        raise DigitrecError(disk_message(target, exc, written or None, at_least=True)
-                            ) from None
+        raise DigitrecError(disk_message(target, exc, needed or written or None,
+                                         at_least=needed is None)) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+    """`atomic_path` for several outputs at once: none is put in place unless the block
+    wrote them all, so a failure leaves every earlier output as it was."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_path(path)) for path in paths]
 
 
 def write_target(path: Path) -> Path:
@@ -167,6 +182,14 @@ def megabytes(count: int) -> str:
     return f"{count / 1e6:.1f} MB" if count >= 100_000 else f"{count / 1e3:.1f} KB"
 
 
+def require_space(path: str | os.PathLike, needed: int) -> None:
+    """Refuse, before any work, to write `needed` bytes where fewer are free, saying both."""
+    free = free_bytes(Path(path))
+    if free is not None and free < needed:
+        raise DigitrecError(f"{shown(path)}: cannot write: not enough space on the file "
+                            f"system (needs {megabytes(needed)}, {megabytes(free)} free)")
+
+
 def free_bytes(path: Path) -> int | None:
     """Space a normal user may still write on the file system holding `path`."""
     folder = Path(path)
@@ -217,6 +240,41 @@ def replace_dir(new: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def scratch_prefix(target: Path) -> str:
+    """`.NAME.PID.`: the scratch of an output names its process, so that what a killed run
+    left is recognised (its process is gone) and removed by the next write of that output."""
+    return f".{target.name}.{os.getpid()}."
+
+
+def remove_stale_scratch(target: Path) -> None:
+    """Remove the scratch files and folders that runs killed while writing `target` left
+    beside it (`scratch_prefix` names a process that no longer exists)."""
+    start = f".{target.name}."
+    try:
+        entries = [entry for entry in os.scandir(target.parent) if entry.name.startswith(start)]
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry.name[len(start):].split(".", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process (or a number no process has): leave it
+    return True
+
+
 @contextmanager
 def staging_dir(target: str | os.PathLike) -> Iterator[Path]:
     """A private scratch folder beside the folder `target` names (a link's target), on the
@@ -224,7 +282,8 @@ def staging_dir(target: str | os.PathLike) -> Iterator[Path]:
     place = write_target(Path(target))
     with disk_errors(place):
         place.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=place.parent, prefix=f".{place.name}."))
+        remove_stale_scratch(place)
+        staging = Path(tempfile.mkdtemp(dir=place.parent, prefix=scratch_prefix(place)))
     try:
         yield staging
     finally:
@@ -365,7 +424,7 @@ def _name_max(folder: Path) -> int:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` all at once or not at all."""
-    with atomic_path(path) as tmp, disk_errors(path, needed=len(data)):
+    with atomic_path(path, needed=len(data)) as tmp:
         tmp.write_bytes(data)
 
 
@@ -376,12 +435,13 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def atomic_write_csv(path: str | os.PathLike, header: Sequence[str],
                      rows: Iterable[Sequence[Any]]) -> None:
-    """Write a CSV (UTF-8, one header line) all at once or not at all."""
-    with atomic_path(path) as tmp, disk_errors(path), \
-            open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
+    """Write a CSV (UTF-8, one header line) all at once or not at all (built in memory
+    first, so a full disk can be told how much it needed)."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write_bytes(path, text.getvalue().encode("utf-8"))
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -13,12 +13,17 @@
   drawn), and for train also `redrawn_pixel_mean`.
 
 The arrays are `.npy` files so that training memory-maps them instead of loading them.
+They are written with ordinary writes (`NpyWriter`), never through a memory map: a full
+disk then fails a `write` with ENOSPC, which is reported, where a map's page fault would
+kill the process with SIGBUS.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -39,16 +44,47 @@ def labels_file(split: str) -> str:
     return f"{split}_labels.npy"
 
 
+WRITE_ROWS = 4096  # images normalised and written at a time
+
+
+class NpyWriter:
+    """A `.npy` file of a known dtype and shape, written a block of rows at a time with
+    ordinary writes (so memory holds one block, and a full disk is an OSError)."""
+
+    def __init__(self, file: BinaryIO, dtype: np.dtype, shape: tuple[int, ...]):
+        self.file, self.dtype, self.shape = file, np.dtype(dtype), shape
+        self.rows = 0
+        np.lib.format.write_array_header_1_0(file, {
+            "descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+            "shape": shape})
+
+    def write(self, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        if rows.shape[1:] != self.shape[1:] or self.rows + len(rows) > self.shape[0]:
+            raise ValueError(f"rows {rows.shape} do not fit {self.shape} after {self.rows}")
+        self.file.write(rows.tobytes())
+        self.rows += len(rows)
+
+
+@contextmanager
+def npy_writer(path: Path, dtype: Any, shape: tuple[int, ...]) -> Iterator[NpyWriter]:
+    """`NpyWriter` on a new file at `path`; checks every row was written."""
+    with open(path, "wb") as file:
+        writer = NpyWriter(file, dtype, shape)
+        yield writer
+        if writer.rows != shape[0]:
+            raise ValueError(f"{path}: {writer.rows} of {shape[0]} rows written")
+
+
 def write_split(out_dir: Path, split: str, images: np.ndarray, labels: np.ndarray
                 ) -> dict[str, Any]:
-    """Write one split from uint8 pixels (normalised straight into the .npy file, never held
-    twice in memory) and return its manifest entry."""
+    """Write one split from uint8 pixels (normalised a block at a time, never held twice in
+    memory) and return its manifest entry."""
     shape = (len(images), *IMAGE_SHAPE)
-    array = np.lib.format.open_memmap(out_dir / images_file(split), mode="w+",
-                                      dtype=np.float32, shape=shape)
-    np.multiply(images.reshape(shape), np.float32(1 / 255), out=array, dtype=np.float32)
-    array.flush()
-    del array
+    with npy_writer(out_dir / images_file(split), np.float32, shape) as out:
+        for start in range(0, len(images), WRITE_ROWS):
+            block = images[start:start + WRITE_ROWS].reshape(-1, *IMAGE_SHAPE)
+            out.write(np.multiply(block, np.float32(1 / 255), dtype=np.float32))
     np.save(out_dir / labels_file(split), labels)
     mean, std = pixel_stats(images)
     return {
@@ -71,10 +107,10 @@ def pixel_stats(images: np.ndarray) -> tuple[float, float]:
     return mean, float(np.sqrt(max(var, 0.0)))
 
 
-def create_redrawn(out_dir: Path, shape: tuple[int, ...]) -> np.memmap:
-    """An empty redrawn-digits array in `out_dir`, memory-mapped for the writer to fill."""
-    return np.lib.format.open_memmap(out_dir / REDRAWN, mode="w+", dtype=np.float32,
-                                     shape=shape)
+def redrawn_writer(out_dir: Path, shape: tuple[int, ...]
+                   ) -> AbstractContextManager[NpyWriter]:
+    """The redrawn-digits file in `out_dir`, for the writer to fill in order."""
+    return npy_writer(out_dir / REDRAWN, np.float32, shape)
 
 
 def write_manifest(out_dir: Path, val_size: float | int, seed: int, sources: dict[str, str],

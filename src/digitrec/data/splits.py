@@ -9,8 +9,6 @@ swapped in at the end, so a failure leaves the previous output untouched.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,14 @@ from digitrec.catalog import (
 )
 from digitrec.data import idx, prepared
 from digitrec.errors import DigitrecError
-from digitrec.files import make_shareable, replace_dir, sha256_file
+from digitrec.files import (
+    disk_errors,
+    make_shareable,
+    replace_dir,
+    require_space,
+    sha256_file,
+    staging_dir,
+)
 from digitrec.parallel import parallel_map
 
 REDRAW_CHUNK = 500
@@ -87,16 +92,13 @@ def write_redrawn(out_dir: Path) -> float:
     """Redraw the train split already written in `out_dir` as `images.redraw` draws it,
     straight into its .npy file; return the redrawn pixel mean."""
     train, _ = prepared.load_split(out_dir, "train")
-    array = prepared.create_redrawn(out_dir, train.shape)
     starts = range(0, len(train), REDRAW_CHUNK)
     chunks = [np.array(train[start: start + REDRAW_CHUNK]) for start in starts]
     redrawn_chunks = parallel_map(_redraw_chunk, chunks, progress="prepare: redrawing")
-    for start, redrawn in zip(starts, redrawn_chunks, strict=True):
-        array[start: start + len(redrawn)] = redrawn
-    mean = float(array.mean())
-    array.flush()
-    del array
-    return mean
+    with prepared.redrawn_writer(out_dir, train.shape) as out:
+        for redrawn in redrawn_chunks:
+            out.write(redrawn)
+    return float(prepared.load_redrawn(out_dir).mean())  # read-only map: no write faults
 
 
 def _redraw_chunk(images: np.ndarray) -> np.ndarray:
@@ -152,14 +154,13 @@ def prepare(raw_dir: Path, out_dir: Path, val_size: float | int, seed: int,
     }
     sources = {name: sha256_file(raw_dir / name)
                for name in (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)}
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    counts = {split: round(negatives * len(labels)) for split, (_, labels) in splits.items()}
+    needed = _bytes_needed(splits, counts)
+    require_space(out_dir, needed)
+    with staging_dir(out_dir) as staging, disk_errors(out_dir, needed=needed):
         written = {split: prepared.write_split(staging, split, images, labels)
                    for split, (images, labels) in splits.items()}
         if negatives > 0:
-            counts = {split: round(negatives * len(labels))
-                      for split, (_, labels) in splits.items()}
             draw_split_negatives(staging, counts, seed)
             written = {split: {**entry, "negatives": counts[split]}
                        for split, entry in written.items()}
@@ -168,6 +169,14 @@ def prepare(raw_dir: Path, out_dir: Path, val_size: float | int, seed: int,
                                            negatives=negatives)
         make_shareable(staging, directory=True)
         replace_dir(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+def _bytes_needed(splits: dict[str, tuple[np.ndarray, np.ndarray]],
+                  negatives: dict[str, int]) -> int:
+    """What the prepared folder takes: float32 images of every split, the redrawn training
+    digits and the negatives, plus labels (the old folder stays until the swap)."""
+    pixel = 4 * IMAGE_SIDE * IMAGE_SIDE
+    digits = sum(len(labels) for _, labels in splits.values())
+    return (pixel * (digits + len(splits["train"][1]) + sum(negatives.values()))
+            + digits + 64 * 1024)

@@ -24,7 +24,15 @@ from typing import Any
 import numpy as np
 
 from digitrec.errors import DigitrecError
-from digitrec.files import JSON, PNG, atomic_write_csv, atomic_write_json, check_output, csv_kind
+from digitrec.files import (
+    JSON,
+    PNG,
+    atomic_paths,
+    atomic_write_csv,
+    atomic_write_json,
+    check_output,
+    csv_kind,
+)
 from digitrec.parallel import worker_pool
 from digitrec.params import PredictParams
 from digitrec.reading.classify import read_numbers, read_whole
@@ -369,19 +377,25 @@ def predict_batch(model_path: str | os.PathLike, paths: Sequence[str | Path],
 
 
 def write_outputs(batch: BatchReport, outputs: BatchOutputs) -> None:
-    """CSV, contact sheet and metrics JSON, each atomically."""
-    if outputs.csv is not None:
-        write_csv(Path(outputs.csv), batch.readings, batch.class_names)
-    if outputs.readings is not None:
-        atomic_write_json(Path(outputs.readings), {"pictures": [
-            reading_record(r, batch.class_names) for r in batch.readings]})
-    if outputs.contact_sheet is not None:
-        from digitrec.reading.sheet import draw_contact_sheet
+    """CSV, readings, contact sheet and metrics JSON: all written first, then put in place
+    together (`files.atomic_paths`), so a failure (a full disk) leaves every earlier one."""
+    targets = {name: Path(path) for name, path in (
+        ("csv", outputs.csv), ("readings", outputs.readings),
+        ("sheet", outputs.contact_sheet), ("metrics", outputs.metrics)) if path is not None}
+    with atomic_paths(*targets.values()) as paths:
+        staged = dict(zip(targets, paths, strict=True))
+        if "csv" in staged:
+            write_csv(staged["csv"], batch.readings, batch.class_names)
+        if "readings" in staged:
+            atomic_write_json(staged["readings"], {"pictures": [
+                reading_record(r, batch.class_names) for r in batch.readings]})
+        if "sheet" in staged:
+            from digitrec.reading.sheet import draw_contact_sheet
 
-        draw_contact_sheet(batch.readings, batch.labels, Path(outputs.contact_sheet),
-                           class_names=batch.class_names, limit=SHEET_LIMIT)
-    if outputs.metrics is not None:
-        atomic_write_json(Path(outputs.metrics), {key: value for key, value in
+            draw_contact_sheet(batch.readings, batch.labels, staged["sheet"],
+                               class_names=batch.class_names, limit=SHEET_LIMIT)
+        if "metrics" in staged:
+            atomic_write_json(staged["metrics"], {key: value for key, value in
                                                   batch.figures.items() if key in HEADLINE})
 
 
