@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -36,7 +36,7 @@ from digitrec.files import (
 from digitrec.parallel import worker_pool
 from digitrec.params import PredictParams
 from digitrec.reading.classify import read_numbers, read_whole
-from digitrec.reading.decode import ImageProblem
+from digitrec.reading.decode import BlankPicture, ImageProblem
 from digitrec.reading.images import Cleaned, clean_file
 from digitrec.reading.labels import (
     DIGITS,
@@ -201,8 +201,16 @@ def read_one(item: tuple[str, Path]) -> Reading:
     if not stat.S_ISREG(mode):
         kind = KINDS.get(stat.S_IFMT(mode), "not a picture file")
         return Reading(name, path, error=f"not a regular file ({kind})")
+    return read_source(name, path, path)
+
+
+def read_source(name: str, path: Path, source: Path | BinaryIO) -> Reading:
+    """Clean one picture (a path, or an upload in memory); a blank one holds no digit, and
+    any other problem with the file becomes the reading's error."""
     try:
-        return Reading(name, path, cleaned=clean_file(path))
+        return Reading(name, path, cleaned=clean_file(source))
+    except BlankPicture:
+        return Reading(name, path, read=Read("not_digits"))
     except ImageProblem as exc:
         return Reading(name, path, error=str(exc))
     except OSError as exc:

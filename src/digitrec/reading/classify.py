@@ -76,7 +76,8 @@ def read_numbers(model: Any, cleaned: Sequence[Cleaned], unsure_below: float) ->
         for cand in layout.candidates:
             rows.append(probabilities[at:at + cand.parts])
             at += cand.parts
-        read = choose(layout.candidates, rows, layout.marks, unsure_below, layout.scale)
+        read = choose(layout.candidates, rows, len(layout.marks), unsure_below, layout.scale,
+                      layout.offset)
         read.turned = layout.turned
         if reads[i] is None or _better(read, reads[i]):
             reads[i] = read
@@ -97,7 +98,7 @@ def read_whole(model: Any, cleaned: Sequence[Cleaned], unsure_below: float,
     reads = []
     for picture, row in zip(cleaned, probabilities, strict=True):
         box = (0, 0, *picture.size)
-        read = judge([Character(box, row, True, picture.digit)], unsure_below)
+        read = judge([Character(box, row, seen=picture.digit)], unsure_below, below=(0, 0))
         read.text = class_names[int(row.argmax())]
         reads.append(read)
     return reads

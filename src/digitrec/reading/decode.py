@@ -32,6 +32,10 @@ class ImageProblem(DigitrecError):
     """A picture that cannot be read as a digit; the message says why."""
 
 
+class BlankPicture(ImageProblem):
+    """A picture with no ink on it: read, and holding no digit (`not_digits`)."""
+
+
 def load_image(source: str | Path | BinaryIO) -> Image.Image:
     """Open the first frame of a picture, upright, refusing decompression bombs.
 
@@ -40,13 +44,15 @@ def load_image(source: str | Path | BinaryIO) -> Image.Image:
     return load_oriented(source)[0]
 
 
-def load_oriented(source: str | Path | BinaryIO) -> tuple[Image.Image, int | None]:
+def load_oriented(source: str | Path | BinaryIO, side: int = WORK_SIDE
+                  ) -> tuple[Image.Image, int | None]:
     """`load_image`, and the EXIF orientation it applied when that is in doubt (else None).
 
     An orientation tag is doubtful when the EXIF block records a picture size that is not
     this picture's: the file was edited after the camera wrote it, and editors that turn or
     crop the pixels often copy the old tag unchanged, so that applying it, as browsers do,
-    turns an upright digit sideways.
+    turns an upright digit sideways. `side` is the longest side the picture is needed at:
+    decoding and the first cheap shrink stop at no less.
     """
     if isinstance(source, (str, Path)):
         source = Path(source)
@@ -68,9 +74,9 @@ def load_oriented(source: str | Path | BinaryIO) -> tuple[Image.Image, int | Non
             orientation = exif.get(EXIF_ORIENTATION, 1)
             doubtful = orientation in TRANSPOSE and not exif_size_matches(exif, image.size)
             if image.format == "JPEG":
-                image.draft(image.mode, (WORK_SIDE, WORK_SIDE))  # decode at reduced size
+                image.draft(image.mode, (side, side))  # decode at reduced size
             image.load()
-            image = reduce_large(image)
+            image = reduce_large(image, side)
             if orientation in TRANSPOSE:
                 image = image.transpose(TRANSPOSE[orientation])
             # the size before any reduction, upright: what boxes of a reading refer to
@@ -112,9 +118,9 @@ def _resizable(image: Image.Image) -> Image.Image:
     return image
 
 
-def reduce_large(image: Image.Image) -> Image.Image:
+def reduce_large(image: Image.Image, side: int = WORK_SIDE) -> Image.Image:
     """Shrink a picture far larger than the working size by a whole factor, cheaply."""
-    factor = max(image.size) // (2 * WORK_SIDE)
+    factor = max(image.size) // (2 * side)
     return _resizable(image).reduce(factor) if factor >= 2 else image
 
 

@@ -35,6 +35,7 @@ from scipy import ndimage
 from digitrec.reading.decode import (
     SOURCE_SIZE,
     UNDO_TRANSPOSE,
+    BlankPicture,
     ImageProblem,
     load_oriented,
     to_working_size,
@@ -45,6 +46,9 @@ from digitrec.reading.segment import Candidate, candidates, find_marks
 MIN_CONTRAST = 0.06       # ink must differ from the background by this much (of full range)
 FLAT_BACKGROUND = 0.04    # a background this even (99th percentile) needs no flattening
 SPECK_FRACTION = 0.06     # pieces smaller than this share of the largest piece are specks
+DETAIL_HEIGHT = 24        # marks shorter than this (px of the ink map) get a closer look
+DETAIL_SIDE = 1024        # ...decoded at up to this longest side
+RULED_SPAN = 0.6          # a horizontal stroke this share of the width long may be a line
 MARGIN_HEIGHT = 1.8       # a piece cut by the edge this much taller than the writing: margin
 THIN_INK_PIXELS = 20      # a thin pen on a large canvas leaves at least this many ink pixels
 NOISE_MARGIN = 4.0        # ...at least this many times brighter than the background's noise
@@ -56,9 +60,10 @@ class Layout:
     """A picture's ink as marks, and the candidate digits to weigh (`segment`)."""
 
     candidates: list[Candidate]
-    marks: int
+    marks: list[tuple[int, int, int, int]]   # each mark's box in the ink map
     scale: float              # pixels of the picture file per pixel of the ink map
     turned: bool = True       # upright as the EXIF tag says (False: as stored)
+    offset: tuple[int, int] = (0, 0)  # where the ink map's corner is in the picture file
 
 
 @dataclass
@@ -156,16 +161,20 @@ def find_ink(flat: np.ndarray) -> np.ndarray:
     """
     contrast = ink_level(flat)
     if contrast < MIN_CONTRAST:
-        raise ImageProblem("no ink found: the picture looks blank")
+        raise BlankPicture("no ink found: the picture looks blank")
     normalised = np.clip(flat / contrast, 0, 1)
     # Hysteresis, as in edge detection: faint ink counts when it touches clear ink, so a
     # lightly drawn stroke stays attached to its digit while faint smudges do not.
     threshold = otsu_threshold(normalised)
     strong = normalised > max(threshold, 0.25)
     weak = normalised > max(threshold / 2, 0.12)
+    lines = ruled_lines(weak)
+    if lines.any():
+        normalised = np.where(lines, 0.0, normalised)
+        strong, weak = strong & ~lines, weak & ~lines
     labels, count = ndimage.label(weak, structure=EIGHT_CONNECTED)
     if count == 0 or not strong.any():
-        raise ImageProblem("no ink found: the picture looks blank")
+        raise BlankPicture("no ink found: the picture looks blank")
     has_strong = np.bincount(labels[strong], minlength=count + 1) > 0
     has_strong[0] = False
     labels = np.where(has_strong[labels], labels, 0)
@@ -173,6 +182,21 @@ def find_ink(flat: np.ndarray) -> np.ndarray:
     kept = np.concatenate([[False], keep])[labels]
     near = ndimage.maximum_filter(kept.view(np.uint8), size=5) > 0  # kept, grown by 2 px
     return np.where(near, np.maximum(normalised, kept * 0.51), 0.0).astype(np.float32)
+
+
+def ruled_lines(mask: np.ndarray) -> np.ndarray:
+    """The ruled lines of a page or a form's cell borders: horizontal strokes across most of
+    the picture (RULED_SPAN of its width) and at least twice as long as the writing is tall,
+    so a 7's bar or a 5's roof is never one. Writing that crosses a line loses only the
+    line's own pixels."""
+    length = max(8, int(RULED_SPAN * mask.shape[1]))
+    lines = ndimage.binary_opening(mask, structure=np.ones((1, length), dtype=bool))
+    if not lines.any():
+        return lines
+    rows = np.flatnonzero((mask & ~lines).sum(axis=1) > 0)
+    if len(rows) and length < 2 * (rows[-1] - rows[0] + 1):
+        return np.zeros_like(lines)
+    return lines
 
 
 def ink_level(flat: np.ndarray) -> float:
@@ -250,10 +274,40 @@ def clean_image(image: Image.Image, steps: list[tuple[str, np.ndarray]] | None =
                    layouts=[layout(ink, size[0] / small.width)])
 
 
-def layout(ink: np.ndarray, scale: float, turned: bool = True) -> Layout:
+def layout(ink: np.ndarray, scale: float, turned: bool = True,
+           offset: tuple[int, int] = (0, 0)) -> Layout:
     """The ink map split into marks and the candidate digits they may be read as."""
     marks = find_marks(ink)
-    return Layout(candidates(ink, marks), len(marks), scale, turned)
+    return Layout(candidates(ink, marks), [m.box for m in marks], scale, turned, offset)
+
+
+def closer_look(source: str | Path | BinaryIO, cleaned: Cleaned) -> Layout | None:
+    """The marks again from a larger decode, when a picture holds several marks too small at
+    the working size to be read well (a phone number across a photographed page): the part
+    of the picture they are in is decoded at up to DETAIL_SIDE and cleaned on its own.
+    None when there is nothing to gain (one mark, marks large enough, no more pixels)."""
+    first = cleaned.layouts[0]
+    heights = [bottom - top for _, top, _, bottom in first.marks]
+    if len(heights) < 2 or float(np.median(heights)) >= DETAIL_HEIGHT or first.scale <= 1.25:
+        return None
+    margin = float(np.median(heights))
+    left = max(0.0, min(b[0] for b in first.marks) - margin) * first.scale
+    top = max(0.0, min(b[1] for b in first.marks) - margin) * first.scale
+    right = (max(b[2] for b in first.marks) + margin) * first.scale
+    bottom = (max(b[3] for b in first.marks) + margin) * first.scale
+    if hasattr(source, "seek"):
+        source.seek(0)
+    try:
+        image, _ = load_oriented(source, side=DETAIL_SIDE)
+        to_file = cleaned.size[0] / image.width          # file pixels per decoded pixel
+        box = [round(v / to_file) for v in (left, top, right, bottom)]
+        part = image.crop((box[0], box[1], min(image.width, box[2]), min(image.height, box[3])))
+        small = to_working_size(part)
+        ink = find_ink(flatten_background(ink_bright(to_gray(small))[0]))
+        return layout(ink, part.width / small.width * to_file,
+                      offset=(round(box[0] * to_file), round(box[1] * to_file)))
+    except ImageProblem:
+        return None
 
 
 def thumbnail(image: Image.Image, side: int = 64) -> Image.Image:
@@ -281,6 +335,9 @@ def clean_file(source: str | Path | BinaryIO) -> Cleaned:
     try both."""
     image, doubtful = load_oriented(source)
     cleaned = clean_image(image)
+    closer = closer_look(source, cleaned)
+    if closer is not None:
+        cleaned.layouts[0] = closer
     if doubtful is not None:
         undo = UNDO_TRANSPOSE[doubtful]
         unturned = Image.fromarray(cleaned.digit, "F").transpose(undo)

@@ -21,6 +21,7 @@ import numpy as np
 from digitrec.reading.segment import Candidate
 
 NOT_DIGIT_BELOW = 0.6     # top-2 probability mass under which a character is not a digit
+LONE_NOT_DIGIT_BELOW = 0.8  # ...when it is the picture's only character (no digit beside it)
 JOIN_COST = math.log(2)   # side-by-side marks are one digit half as often as two
 CUT_COST = math.log(2)    # a cut must make the reading twice as likely
 WIDE_OK = 1.1             # digits are rarely wider than this share of their height
@@ -35,8 +36,14 @@ class Character:
 
     box: tuple[int, int, int, int]
     probabilities: np.ndarray
-    digit_like: bool
+    digit_like: bool = True            # set by `judge`
     seen: np.ndarray | None = None     # the 28x28 the model read
+
+    @property
+    def likeness(self) -> float:
+        """How much this looks like some digit: the mass of its two likeliest classes (a
+        digit between two readings, a 4 or a 9, still has it; a letter spread thin has not)."""
+        return float(np.sort(self.probabilities)[-2:].sum())
 
     @property
     def digit(self) -> int:
@@ -115,23 +122,26 @@ def choose(candidates: Sequence[Candidate], probabilities: Sequence[np.ndarray],
         candidate = candidates[index]
         for row, box, seen in zip(probabilities[index], candidate.boxes, candidate.digits,
                                   strict=True):
-            top_two = float(np.sort(row)[-2:].sum())
-            characters.append(Character(_to_picture(box, scale, offset), row,
-                                        top_two >= NOT_DIGIT_BELOW, seen))
+            characters.append(Character(_to_picture(box, scale, offset), row, seen=seen))
     best_cost = min(by_count.values())
     doubtful = any(count != len(characters) and cost - best_cost < DOUBT
                    for count, cost in by_count.items())
     return judge(characters, unsure_below, doubtful)
 
 
-def judge(characters: list[Character], unsure_below: float, split_doubtful: bool = False
-          ) -> Read:
+def judge(characters: list[Character], unsure_below: float, split_doubtful: bool = False,
+          below: tuple[float, float] = (NOT_DIGIT_BELOW, LONE_NOT_DIGIT_BELOW)) -> Read:
     """Status, text and confidence of a reading from its characters.
 
-    Mostly not-digit characters (by area) make the picture `not_digits`; otherwise the digits
-    are the text (a stray non-digit beside them is left out and makes the reading unsure).
-    The confidence is the product of the digits' confidences: the chance all are right.
+    A character is a digit when its `likeness` reaches `below` (the second value for a lone
+    character: a mark with digits beside it is more likely one itself). Mostly not-digit
+    characters (by area) make the picture `not_digits`; otherwise the digits are the text (a
+    stray non-digit beside them is left out and makes the reading unsure). The confidence is
+    the product of the digits' confidences: the chance all are right.
     """
+    threshold = below[1] if len(characters) == 1 else below[0]
+    for character in characters:
+        character.digit_like = character.likeness >= threshold
     area = [max(1, (c.box[2] - c.box[0]) * (c.box[3] - c.box[1])) for c in characters]
     refused = sum(a for a, c in zip(area, characters, strict=True) if not c.digit_like)
     digits = [c for c in characters if c.digit_like]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from digitrec.reading.decode import ImageProblem
+from digitrec.reading.decode import BlankPicture, ImageProblem
 from digitrec.reading.digit import centre_by_mass, normalise_digit
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
@@ -86,7 +86,7 @@ def find_marks(ink: np.ndarray) -> list[Mark]:
     solid = ink > 0.5
     labels, count = ndimage.label(solid, structure=EIGHT_CONNECTED)
     if count == 0:
-        raise ImageProblem("no ink found: the picture looks blank")
+        raise BlankPicture("no ink found: the picture looks blank")
     slices = ndimage.find_objects(labels)
     heights = np.array([s[0].stop - s[0].start for s in slices])
     keep = [i for i in range(count) if heights[i] >= SPECK * heights.max()]

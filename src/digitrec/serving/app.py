@@ -2,7 +2,7 @@
 
 Built on Starlette (the ASGI toolkit under FastAPI) and uvicorn, installed with
 `pip install "digitrec[serve]"`. A picture reaches the model exactly as in `digitrec predict`
-(`reading.images.clean_file`, then `reading.classify.read_cleaned`), so the page, the API
+(`reading.batch.read_source`, then `reading.batch.predict_readings`), so the page, the API
 and the command agree on every picture. Pictures are decoded under Pillow's
 decompression-bomb limit and at most one per core at a time (bounding memory); the model is
 called by one thread at a time. What a client may hold of the server is bounded in
@@ -24,9 +24,8 @@ from typing import Any
 import numpy as np
 
 from digitrec.errors import DigitrecError
-from digitrec.reading.batch import Reading, predict_readings, reading_record
+from digitrec.reading.batch import Reading, predict_readings, read_source, reading_record
 from digitrec.reading.decode import ImageProblem
-from digitrec.reading.images import clean_file
 from digitrec.serving.limits import (
     BODY_IDLE,
     BODY_TIME,
@@ -61,10 +60,12 @@ class Reader:
     def read(self, data: bytes) -> dict[str, Any]:
         """The answer for one picture's bytes; `ImageProblem` if it is not a readable digit."""
         with self._decoders:
-            cleaned = clean_file(io.BytesIO(data))
-        reading = Reading("upload", Path("upload"), cleaned=cleaned)
-        with self._model_lock:
-            predict_readings(self.model, [reading])
+            reading = read_source("upload", Path("upload"), io.BytesIO(data))
+        if reading.error:
+            raise ImageProblem(reading.error)
+        if reading.cleaned is not None:
+            with self._model_lock:
+                predict_readings(self.model, [reading])
         return answer(reading)
 
 
@@ -78,6 +79,9 @@ def answer(reading: Reading) -> dict[str, Any]:
     """
     record = reading_record(reading)
     del record["file"], record["error"]
+    if reading.cleaned is None:  # blank: nothing was seen
+        return {**record, "width": None, "height": None, "prediction": None,
+                "probabilities": None, "digit": None, "inverted": None}
     characters = reading.read.characters
     seen = characters[0].seen if len(characters) == 1 else reading.cleaned.digit
     single = reading.probabilities
