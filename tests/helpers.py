@@ -392,32 +392,47 @@ class StageRun:
     stderr: str
 
 
-def run_stage(root: Path, name: str, *args: str, check: bool = True) -> StageRun:
-    """Run `stages/NAME.py` of the project at `root` as `python stages/NAME.py ARGS` runs
-    it (as `__main__`, from the project root, its exit code taken from `sys.exit`), but in
-    this process: the suite imports TensorFlow once rather than once per stage run. Use a
-    subprocess only where the process itself is under test (a kill, a real `dvc repro`)."""
-    script = root / "stages" / f"{name}.py"
+def run_in_process(root: Path, action: Callable[[], object], argv: list[str],
+                   check: bool = True) -> StageRun:
+    """Run `action` as a command run from `root` with `argv` would run, but in this process:
+    the suite imports TensorFlow once rather than once per command. Its exit code is taken
+    from `sys.exit` (0 if it returns); what it prints is captured. An unexpected exception
+    is not caught: it fails the test, as a traceback would. Use a subprocess only where the
+    process itself is under test (a kill, a real `dvc repro`, a console script's exit)."""
     out, err = io.StringIO(), io.StringIO()
-    cwd, argv = os.getcwd(), sys.argv
+    cwd, saved_argv = os.getcwd(), sys.argv
     code: int | str | None = 0
     try:
         os.chdir(root)
-        sys.argv = [str(script), *args]
+        sys.argv = argv
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                runpy.run_path(str(script), run_name="__main__")
+                action()
             except SystemExit as exit_:
                 code = exit_.code
     finally:
         os.chdir(cwd)
-        sys.argv = argv
+        sys.argv = saved_argv
     returncode = code if isinstance(code, int) else (0 if code is None else 1)
     result = StageRun(returncode, out.getvalue(), err.getvalue())
     if check and returncode != 0:
-        raise AssertionError(f"stages/{name}.py failed ({returncode}):\n{result.stdout}\n"
-                             f"{result.stderr}")
+        raise AssertionError(f"{argv} failed ({returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def run_stage(root: Path, name: str, *args: str, check: bool = True) -> StageRun:
+    """`python stages/NAME.py ARGS` in the project at `root` (run as `__main__`, from the
+    project root), in this process (see run_in_process)."""
+    script = root / "stages" / f"{name}.py"
+    return run_in_process(root, lambda: runpy.run_path(str(script), run_name="__main__"),
+                          [str(script), *args], check=check)
+
+
+def run_cli(root: Path, *args: str, check: bool = False) -> StageRun:
+    """`digitrec ARGS` from `root`, in this process (see run_in_process)."""
+    from digitrec import cli
+
+    return run_in_process(root, lambda: cli.main(list(args)), ["digitrec", *args], check=check)
 
 
 def backed_up_epochs(backups: Path) -> int:

@@ -5,7 +5,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-from tiny_model import train_tiny_model
 
 from digitrec import cli
 from digitrec.errors import DigitrecError
@@ -16,8 +15,9 @@ from digitrec.serving import export
 
 
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    return train_tiny_model(tmp_path_factory.mktemp("model") / "model.keras")
+def model_file(tiny_model_file):
+    """The session's tiny model (conftest.py), trained once for every test that reads."""
+    return tiny_model_file
 
 
 def user_digits() -> np.ndarray:

@@ -142,18 +142,19 @@ def test_read_only_and_too_long_names_are_one_error_line(tmp_path, small_disk, m
         files.atomic_write_bytes(disk / "x.bin", b"data")
 
 
-def test_the_cli_reports_a_full_disk_in_one_line(tmp_path, small_disk, model_file):
+def test_the_cli_reports_a_full_disk_in_one_line(tmp_path, small_disk, model_file, capsys):
+    from digitrec import cli
+
     disk = small_disk("16k")
     (disk / "filler").write_bytes(b"\0" * 13_000)  # every page of it but the last bytes
-    result = subprocess.run(
-        [sys.executable, "-m", "digitrec.cli", "predict", str(pictures(tmp_path / "p", 30)),
-         "--model", str(model_file), "--csv", str(disk / "out.csv")],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-        timeout=300)
-    assert result.returncode == 1, result.stderr
-    assert result.stderr.startswith(f"error: {disk / 'out.csv'}: cannot write: no space left on "
-                                    "the file system (needs ")
-    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["predict", str(pictures(tmp_path / "p", 3)), "--model", str(model_file),
+                  "--csv", str(disk / "out.csv")])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 1, err
+    assert err.startswith(f"error: {disk / 'out.csv'}: cannot write: no space left on "
+                          "the file system (needs ")
+    assert err.count("\n") == 1 and "Traceback" not in err
     assert everything_under(disk) == ["filler"]
 
 
@@ -168,3 +169,23 @@ def test_a_killed_runs_scratch_is_removed_by_the_next_write(tmp_path):
     mine.write_text("this process's own, still in use")
     files.atomic_write_csv(target, ["file"], [["a"]])
     assert everything_under(tmp_path / "out") == [mine.name, "predictions.csv"]
+
+
+def test_evaluate_on_a_full_disk_keeps_every_previous_output(tmp_path, small_disk, model_file):
+    from digitrec.evaluation.evaluate import evaluate
+
+    write_raw(tmp_path / "raw", synthetic_dataset_arrays(n_train=100, n_test=60))
+    splits.prepare(tmp_path / "raw", tmp_path / "prepared", 20, 0)
+    disk = small_disk("48k")
+    names = [str(d) for d in range(10)]
+    (disk / "eval").mkdir()
+    previous = {disk / "eval.json": b'{"accuracy": 0.5}', disk / "eval" / "per_class.csv":
+                b"class,accuracy\n", disk / "eval" / "confusion.png": b"\x89PNG\r\n\x1a\n"}
+    for path, content in previous.items():
+        path.write_bytes(content)
+    with pytest.raises(DigitrecError) as full:
+        evaluate(model_file, tmp_path / "prepared", disk / "eval.json", disk / "eval", names)
+    assert ": cannot write: no space left on the file system (needs " in str(full.value)
+    assert all(path.read_bytes() == content for path, content in previous.items())
+    assert everything_under(disk) == ["eval", "eval.json", "eval/confusion.png",
+                                      "eval/per_class.csv"]

@@ -9,29 +9,40 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import local_tf_configs, synthetic_dataset_arrays, write_raw
+from helpers import (
+    kill_once_backed_up,
+    local_tf_configs,
+    run_stage,
+    synthetic_dataset_arrays,
+    write_raw,
+)
 
 from digitrec.data import splits as prepare
 from digitrec.errors import DigitrecError
-
-pytestmark = pytest.mark.slow
 
 TRAIN = {"model": "digitnet", "epochs": 3, "batch_size": 64, "learning_rate": 0.03,
          "checkpoint_every": 1, "keep_checkpoints": 3, "seed": 3}
 
 
-@pytest.fixture
-def machines(project, tmp_path):
-    """Two copies of a project with the same prepared data: the chief's and a worker's."""
-    raw = project.root / "data" / "raw"
-    write_raw(raw, synthetic_dataset_arrays(n_train=600, n_test=300))
-    prepare.prepare(raw, project.root / "data" / "prepared", val_size=0.2, seed=0,
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    """A small raw and prepared dataset, made once for the module's machines."""
+    data = tmp_path_factory.mktemp("multiworker_data")
+    write_raw(data / "raw", synthetic_dataset_arrays(n_train=600, n_test=300))
+    prepare.prepare(data / "raw", data / "prepared", val_size=0.2, seed=0,
                     negatives=0.3)  # each worker mixes its share of them in
+    return data
+
+
+@pytest.fixture
+def machines(project, tmp_path, small_data):
+    """Two copies of a project with the same prepared data: the chief's and a worker's."""
+    for name in ("raw", "prepared"):
+        shutil.copytree(small_data / name, project.root / "data" / name)
     project.set_params(train={**TRAIN, "strategy": "multi_worker"})
     second = tmp_path / "second-machine"
     shutil.copytree(project.root, second)
@@ -59,21 +70,19 @@ def finish(workers: list[subprocess.Popen]) -> list[str]:
 
 
 def test_accuracy(root: Path, split: str = "test") -> float:
-    check = (
-        "import numpy as np, keras\n"
-        "m = keras.models.load_model('models/model.keras')\n"
-        f"x = np.load('data/prepared/{split}_images.npy')\n"
-        f"y = np.load('data/prepared/{split}_labels.npy')\n"
-        "print((m.predict(x, verbose=0).argmax(1) == y).mean())\n"
-    )
-    done = subprocess.run([sys.executable, "-c", check], cwd=root, capture_output=True,
-                          text=True, check=True)
-    return float(done.stdout.strip().splitlines()[-1])
+    """The accuracy of the project's saved model on one prepared split (loaded by Keras)."""
+    from digitrec.backend import keras
+
+    model = keras.models.load_model(root / "models/model.keras")
+    x = np.load(root / f"data/prepared/{split}_images.npy")
+    y = np.load(root / f"data/prepared/{split}_labels.npy")
+    return float((model.predict(x, verbose=0).argmax(1) == y).mean())
 
 
 test_accuracy.__test__ = False  # a helper, not a test
 
 
+@pytest.mark.slow
 def test_two_workers_train_one_model_as_good_as_one_process(machines, project):
     chief, second = machines
     chief_out, worker_out = finish(start_workers((chief, second), project.env))
@@ -92,29 +101,26 @@ def test_two_workers_train_one_model_as_good_as_one_process(machines, project):
     # The same global batch in one process reaches the same accuracy, within noise.
     single = second
     project.__class__(single, project.env).set_params(train={"strategy": "auto"})
-    subprocess.run([sys.executable, "stages/train.py"], cwd=single, env=project.env,
-                   check=True, capture_output=True)
+    run_stage(single, "train")  # in this process: no TF_CONFIG, no cluster
     two, one = test_accuracy(chief), test_accuracy(single)
     print(f"test accuracy: one process {one:.3f}, two workers {two:.3f}")
     assert one > 0.5 and two > 0.5, (one, two)  # both learned (chance is 0.1)
     assert abs(two - one) < 0.15, (one, two)
 
 
+KILLED_RUN_EPOCHS = 6  # killed after 2: enough left that the kill comes mid-run
+
+
+@pytest.mark.slow
 def test_killed_worker_then_restarted_job_resumes(machines, project):
     chief, second = machines
-    project.set_params(train={"epochs": 12})
-    project.__class__(second, project.env).set_params(train={"epochs": 12})
+    project.set_params(train={"epochs": KILLED_RUN_EPOCHS})
+    project.__class__(second, project.env).set_params(train={"epochs": KILLED_RUN_EPOCHS})
     workers = start_workers((chief, second), project.env)
     backups = chief / "models/.backup"
-    deadline = time.monotonic() + 300
     try:
-        while time.monotonic() < deadline and workers[0].poll() is None:
-            done = [json.loads(p.read_text())["epoch"]
-                    for p in backups.glob("*/training_metadata.json") if p.stat().st_size]
-            if done and max(done) >= 2:
-                break
-            time.sleep(0.02)
-        workers[1].send_signal(signal.SIGKILL)  # a machine dies
+        # a machine dies once the chief has backed up two epochs
+        kill_once_backed_up(workers[0], backups, 2, victim=workers[1])
         chief_out = workers[0].communicate(timeout=180)[0]  # the chief notices, and stops
     finally:
         for worker in workers:
@@ -126,27 +132,34 @@ def test_killed_worker_then_restarted_job_resumes(machines, project):
     assert "Traceback" not in chief_out
     (metadata,) = backups.glob("*/training_metadata.json")
     done = json.loads(metadata.read_text())["epoch"]
-    assert 2 <= done < 12
+    assert 2 <= done < KILLED_RUN_EPOCHS
 
     chief_out, _ = finish(start_workers((chief, second), project.env))
-    assert f"Resuming from epoch {done + 1}/12" in chief_out
-    assert "Epoch 1/12" not in chief_out and f"Epoch {done + 1}/12" in chief_out
+    assert f"Resuming from epoch {done + 1}/{KILLED_RUN_EPOCHS}" in chief_out
+    assert f"Epoch 1/{KILLED_RUN_EPOCHS}" not in chief_out
+    assert f"Epoch {done + 1}/{KILLED_RUN_EPOCHS}" in chief_out
     loss_rows = (chief / "metrics/train/plots/metrics/train/loss.tsv").read_text()
-    assert len(loss_rows.strip().splitlines()[1:]) == 12
+    assert len(loss_rows.strip().splitlines()[1:]) == KILLED_RUN_EPOCHS
     assert (chief / "models/model.keras").exists()
     assert not (chief / "models/.backup").exists()
     assert list((second / "tmp").glob("digitrec*")) == []
 
 
-def test_batch_that_does_not_split_evenly_is_a_clear_error(machines, project):
-    chief, second = machines
-    project.set_params(train={"batch_size": 63})
-    project.__class__(second, project.env).set_params(train={"batch_size": 63})
-    outputs = [w.communicate(timeout=300)[0]
-               for w in start_workers((chief, second), project.env)]
-    assert any("train.batch_size 63 must be a multiple of the 2 workers" in out
-               for out in outputs), outputs
-    assert not any("Traceback" in out for out in outputs)
+def test_batch_that_does_not_split_evenly_is_a_clear_error(project, monkeypatch):
+    """Checked from TF_CONFIG alone, before the worker joins the cluster: so the stage runs
+    here, as worker 0 of two, with no other worker and no cluster started."""
+    from digitrec.backend import tf
+
+    def joined(*args, **kwargs):
+        raise AssertionError("the batch must be checked before the cluster is joined")
+
+    monkeypatch.setattr(tf.distribute, "MultiWorkerMirroredStrategy", joined)
+    monkeypatch.setenv("TF_CONFIG", local_tf_configs(2)[0])
+    project.set_params(train={**TRAIN, "strategy": "multi_worker", "batch_size": 63})
+    result = run_stage(project.root, "train", check=False)
+    assert result.returncode == 1
+    assert result.stderr == "error: train.batch_size 63 must be a multiple of the 2 workers\n"
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_missing_tf_config_is_a_clear_error(monkeypatch):

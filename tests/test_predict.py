@@ -8,10 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_model import drawn_digits
 
 from digitrec.backend import keras
 from digitrec.examples import draw_digit, make_examples
@@ -20,19 +20,9 @@ from digitrec.reading import names, sheet
 
 
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    """A small model that reads the example digits: trained on their own MNIST forms."""
-    folder = tmp_path_factory.mktemp("model")
-    keras.utils.set_random_seed(0)
-    digits, labels = drawn_digits()
-    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
-                              keras.layers.Dense(64, activation="relu"),
-                              keras.layers.Dense(10, activation="softmax")])
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
-    model.fit(digits, labels, epochs=40, verbose=0)
-    path = folder / "model.keras"
-    model.save(path)
-    return path
+def model_file(tiny_model_file):
+    """The session's tiny model (conftest.py), trained once for every test that reads."""
+    return tiny_model_file
 
 
 def write_bad_inputs(folder):
@@ -413,17 +403,22 @@ def test_big_folders_keep_only_what_the_sheet_shows(tmp_path, model_file):
 
 
 def run_cli(project, *args):
+    """`digitrec ARGS` in the project, in this process (helpers.run_cli)."""
+    return helpers.run_cli(project.root, *args)
+
+
+def run_cli_process(project, *args):
+    """`python -m digitrec.cli ARGS` in its own process: its real exit code and output."""
     return project.run(sys.executable, "-m", "digitrec.cli", *args, check=False)
 
 
-@pytest.mark.slow
 def test_cli_and_stage_agree(project, model_file):
     folder = project.root / "data" / "user_images"
     made = dict(make_examples(folder))
     (project.root / "models").mkdir()
     (project.root / "models" / "model.keras").write_bytes(model_file.read_bytes())
 
-    stage = project.run(sys.executable, "stages/predict.py")
+    stage = helpers.run_stage(project.root, "predict")
     assert f"predict: {len(made)} of {len(made)} pictures read (0 failed, " in stage.stdout
     with open(project.root / "data/predictions/predictions.csv", encoding="utf-8") as f:
         stage_rows = list(csv.DictReader(f))
@@ -474,14 +469,13 @@ def test_failed_predict_under_dvc_repro_keeps_the_previous_outputs(project, mode
 def test_cli_exits_non_zero_when_nothing_is_readable(project, model_file):
     (project.root / "junk").mkdir()
     (project.root / "junk" / "a.png").write_bytes(b"")
-    result = run_cli(project, "predict", "junk", "--model", str(model_file))
+    result = run_cli_process(project, "predict", "junk", "--model", str(model_file))
     assert result.returncode == 1
     assert "a.png: error: empty file" in result.stdout
     assert "error: junk: none of the 1 files could be read" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.slow
 def test_cli_reports_accuracy_misreads_and_bad_models(project, model_file, bad_models):
     folder = project.root / "mine"
     folder.mkdir()

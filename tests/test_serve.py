@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 from PIL import Image
 from test_damaged_pictures import dds_of_unknown_pixel_format, seed_files
-from tiny_model import train_tiny_model
 
 httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
@@ -43,8 +42,9 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    return train_tiny_model(tmp_path_factory.mktemp("model") / "model.keras")
+def model_file(tiny_model_file):
+    """The session's tiny model (conftest.py), trained once for every test that reads."""
+    return tiny_model_file
 
 
 class RunningServer:
@@ -53,12 +53,14 @@ class RunningServer:
     the other bounds to `serve.create_app`."""
 
     def __init__(self, model_file: Path, head_seconds: float = limits.HEAD_TIME,
-                 protocol: type | None = None, **bounds):
+                 protocol: type | None = None, max_connections: int = limits.MAX_CONNECTIONS,
+                 **bounds):
         reader = serve.Reader(load_model(model_file), name=model_file.name)
         self.socket = serve.listen("127.0.0.1", 0)
         self.url = serve.url_of(self.socket)
         app = serve.create_app(reader, **bounds)
-        self.server = uvicorn.Server(limits.server_config(app, head_seconds, protocol))
+        self.server = uvicorn.Server(limits.server_config(app, head_seconds, protocol,
+                                                          max_connections))
         self.thread = threading.Thread(target=self.server.run, args=([self.socket],),
                                        daemon=True)
         self.thread.start()
@@ -655,3 +657,93 @@ def test_connections_on_the_listening_socket_send_without_nagle_delay():
         return result
 
     assert asyncio.run(nodelay_of_an_accepted_connection()) != 0
+
+
+# Many misbehaving clients at once: the others are still served (issue 24, items 5-7) -------
+
+def slow_sockets(address, count: int) -> list[socket.socket]:
+    """Half of them stop in the middle of a request head, half in the middle of a body."""
+    held = []
+    for index in range(count):
+        conn = socket.create_connection(address, timeout=HANG)
+        if index % 2:
+            conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        else:
+            conn.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                         b"Content-Length: 100000\r\n\r\n\x89PNG")
+        held.append(conn)
+    return held
+
+
+def test_hundreds_of_slow_sockets_leave_a_burst_of_requests_answered(server):
+    held = slow_sockets(server.address, 240)
+    try:
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            statuses = list(pool.map(
+                lambda _: httpx.get(server.url + "health", timeout=HANG).status_code,
+                range(100)))
+        assert statuses == [200] * 100
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def test_past_the_connection_limit_the_refusal_is_json(model_file):
+    crowded = RunningServer(model_file, max_connections=8)
+    held = slow_sockets(crowded.address, 8)
+    try:
+        with socket.create_connection(crowded.address, timeout=HANG) as conn:
+            conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, headers, payload = parse_answer(read_to_end(conn))
+        assert status == 503 and headers["content-type"] == "application/json"
+        assert "holding 8 connections" in json.loads(payload)["error"]
+    finally:
+        for conn in held:
+            conn.close()
+    assert answered_normally(crowded)
+    crowded.stop()
+
+
+def test_a_body_over_the_limit_gets_a_413_that_urllib_can_read(model_file):
+    import urllib.error
+    import urllib.request
+
+    small = RunningServer(model_file, max_bytes=64 * 1024)
+    try:
+        for body in (b"\x89PNG" * 1_000_000, iter([b"\x89PNG" * 250_000] * 4)):  # 4 MB each
+            request = urllib.request.Request(small.url + "api/predict", data=body,
+                                             headers={"Content-Type": "image/png"})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=HANG)
+            assert refused.value.code == 413
+            assert json.loads(refused.value.read())["error"] == ("request body too large: "
+                                                                 "the limit is 64 KB")
+    finally:
+        small.stop()
+
+
+def test_clients_that_hang_up_mid_body_log_no_traceback(server, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    form, content_type = _multipart({"image": ("seven.png", b"\x89PNG" * 1000)})
+    for head, part in [
+        (b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n", b"\x89PNG"),
+        (b"POST /api/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+         b"10\r\n0123456789abcdef\r\n"),
+        (f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+         f"Content-Length: {len(form)}\r\n\r\n".encode(), form[:len(form) // 2]),
+    ] * 5:
+        with socket.create_connection(server.address, timeout=HANG) as conn:
+            conn.sendall(head + part)
+            time.sleep(0.05)
+    assert answered_normally(server)
+    time.sleep(0.2)
+    assert "Traceback" not in caplog.text and "ClientDisconnect" not in caplog.text
+    assert len(caplog.records) <= 15
+
+
+@pytest.mark.parametrize("port", [99999, -1])
+def test_a_port_out_of_range_is_refused(port):
+    with pytest.raises(serve.DigitrecError, match=f"port {port}: not a TCP port"):
+        serve.listen("127.0.0.1", port)

@@ -124,7 +124,7 @@ def calibrated_against_checkpoint(project, checkpoint: str, temperature: float
     return accuracy, gap
 
 
-EARLIER_OUTPUTS = {"models/model.keras": b"the model of an earlier run",
+EARLIER_OUTPUTS = {"models/model.keras": b"PK\x03\x04 the model of an earlier run",
                    "models/checkpoints/epoch-005.keras": b"its checkpoint",
                    "metrics/train/metrics.json": b'{"val": {"accuracy": 0.5}}\n',
                    "metrics/train/plots/metrics/val/accuracy.tsv": b"step\taccuracy\n1\t0.5\n"}

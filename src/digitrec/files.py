@@ -48,8 +48,12 @@ def make_shareable(path: str | os.PathLike, directory: bool = False) -> None:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike, needed: int | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, needed: int | None = None,
+                at_least: bool = False) -> Iterator[Path]:
     """Yield a temporary path; put it at `path` (`put_file`) only if the block succeeds.
+
+    `needed`: the bytes it takes (`at_least`: a lower bound), for a full disk's message;
+    without it, the message says what was written before the disk filled.
 
     The temporary file is beside the file `path` names (a link's target), so the rename is
     atomic; for a device or FIFO, which is written into, it is in the temporary folder.
@@ -71,13 +75,16 @@ def atomic_path(path: str | os.PathLike, needed: int | None = None) -> Iterator[
         if tmp not in str(exc):
             raise
         raise DigitrecError(str(exc).replace(tmp, shown(target))) from None
-    except OSError as exc:
-        if exc.errno not in DISK_PROBLEMS:
-            raise
+    except Exception as exc:
+        if not (isinstance(exc, OSError) and exc.errno in DISK_PROBLEMS):
+            wrapped = wrapped_disk_error(exc)
+            if wrapped is None:
+                raise
+            exc = wrapped
         written = Path(tmp).stat().st_size if os.path.exists(tmp) else 0
         Path(tmp).unlink(missing_ok=True)  # first, so the space it held counts as free
         raise DigitrecError(disk_message(target, exc, needed or written or None,
-                                         at_least=needed is None)) from None
+                                         at_least=at_least or needed is None)) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
 
@@ -153,16 +160,42 @@ DISK_PROBLEMS = {errno.ENOSPC: "no space left on the file system",
 
 
 @contextmanager
-def disk_errors(path: str | os.PathLike, needed: int | None = None) -> Iterator[None]:
+def disk_errors(path: str | os.PathLike, needed: int | None = None,
+                at_least: bool = False) -> Iterator[None]:
     """Turn what the file system refuses while writing `path` (full, read-only, a name too
     long) into one `DigitrecError` naming the path and, for a full disk, the space needed
-    and free. Anything else is a bug and keeps its traceback."""
+    and free; also when a library wraps the errno in its own exception (TensorFlow's
+    ResourceExhaustedError, h5py's messages). Anything else is a bug and keeps its traceback.
+    """
     try:
         yield
     except OSError as exc:
         if exc.errno not in DISK_PROBLEMS:
+            wrapped = wrapped_disk_error(exc)
+            if wrapped is None:
+                raise
+            exc = wrapped
+        raise DigitrecError(disk_message(Path(path), exc, needed, at_least)) from None
+    except Exception as exc:
+        wrapped = wrapped_disk_error(exc)
+        if wrapped is None:
             raise
-        raise DigitrecError(disk_message(Path(path), exc, needed)) from None
+        raise DigitrecError(disk_message(Path(path), wrapped, needed, at_least)) from None
+
+
+LIBRARY_MESSAGES = {"No space left on device": errno.ENOSPC, "errno = 28": errno.ENOSPC,
+                    "Disk quota exceeded": errno.EDQUOT,
+                    "Read-only file system": errno.EROFS, "errno = 30": errno.EROFS,
+                    "File name too long": errno.ENAMETOOLONG}
+
+
+def wrapped_disk_error(exc: BaseException) -> OSError | None:
+    """The OSError a library's exception stands for, when its message says one of ours."""
+    text = str(exc)
+    for words, number in LIBRARY_MESSAGES.items():
+        if words in text:
+            return OSError(number, os.strerror(number))
+    return None
 
 
 def disk_message(path: Path, exc: OSError, needed: int | None = None,

@@ -19,8 +19,9 @@ import numpy as np
 
 from digitrec.catalog import IMAGE_SHAPE, NUM_CLASSES
 from digitrec.errors import DigitrecError
-from digitrec.files import atomic_path
+from digitrec.files import Kind, atomic_path, starts_with
 
+KERAS_MODEL = Kind("a Keras model", starts_with(b"PK\x03\x04"))  # a .keras file is a zip
 MAX_UNPACKED_BYTES = 2 << 30    # a .keras archive that unpacks larger is refused (zip bomb)
 MAX_MEMBERS = 10_000
 PROBE_BATCH = 4
@@ -29,7 +30,7 @@ SUM_TOLERANCE = 1e-3            # probabilities in float32 sum to 1 within this
 
 def save_model(model: Any, path: Path) -> None:
     """`model.save`, atomically (Keras wants the temporary name to end in .keras)."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, 4 * model.count_params(), at_least=True) as tmp:
         staging = tmp.with_suffix(".keras")
         try:
             model.save(staging)

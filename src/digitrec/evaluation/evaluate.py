@@ -21,7 +21,7 @@ import numpy as np
 from digitrec import scoring
 from digitrec.data.prepared import load_negatives, load_split
 from digitrec.evaluation.figures import draw_confusion, draw_mistakes
-from digitrec.files import atomic_write_csv, atomic_write_json
+from digitrec.files import JSON, atomic_paths, atomic_write_csv, atomic_write_json, check_output
 from digitrec.modelfile import load_model
 
 PREDICT_BATCH = 1000
@@ -29,7 +29,9 @@ PREDICT_BATCH = 1000
 
 def evaluate(model_path: Path, prepared_dir: Path, metrics_file: Path, plots_dir: Path,
              class_names: Sequence[str]) -> dict[str, Any]:
-    """Score test (headline) and val; write the metrics, plot data and PNG reports."""
+    """Score test (headline) and val; write the metrics, plot data and PNG reports, all
+    put in place together once all are written (a full disk leaves the previous ones)."""
+    check_output(metrics_file, JSON, forced_by="")
     model = load_model(model_path, len(class_names))
     test_images, test_labels = load_split(prepared_dir, "test")
     val_images, val_labels = load_split(prepared_dir, "val")
@@ -42,15 +44,17 @@ def evaluate(model_path: Path, prepared_dir: Path, metrics_file: Path, plots_dir
             test.probabilities, model_probabilities(model, negatives))
     metrics["val"] = {"accuracy": scoring.accuracy(val, val_labels)}
 
-    atomic_write_csv(plots_dir / "confusion.csv", ["actual", "predicted"],
-                     ([class_names[a], class_names[p]]
-                      for a, p in zip(test.labels.tolist(), test.predicted.tolist(), strict=True)))
-    atomic_write_csv(plots_dir / "per_class.csv",
-                     ["class", "accuracy", "precision", "f1", "support"],
-                     scoring.per_class_rows(test, class_names))
-    draw_confusion(test.confusion, plots_dir / "confusion.png", class_names=class_names)
-    draw_mistakes(test_images, test, plots_dir / "mistakes.png", class_names=class_names)
-    atomic_write_json(metrics_file, metrics)
+    names = ("confusion.csv", "per_class.csv", "confusion.png", "mistakes.png")
+    with atomic_paths(*(plots_dir / name for name in names), metrics_file) as staged:
+        confusion_csv, per_class_csv, confusion_png, mistakes_png, metrics_json = staged
+        atomic_write_csv(confusion_csv, ["actual", "predicted"],
+                         ([class_names[a], class_names[p]] for a, p in
+                          zip(test.labels.tolist(), test.predicted.tolist(), strict=True)))
+        atomic_write_csv(per_class_csv, ["class", "accuracy", "precision", "f1", "support"],
+                         scoring.per_class_rows(test, class_names))
+        draw_confusion(test.confusion, confusion_png, class_names=class_names)
+        draw_mistakes(test_images, test, mistakes_png, class_names=class_names)
+        atomic_write_json(metrics_json, metrics)
     return metrics
 
 

@@ -30,6 +30,7 @@ from digitrec.serving.limits import (
     BODY_IDLE,
     BODY_TIME,
     MAX_BODY,
+    MAX_CONNECTIONS,
     MIN_BODY_RATE,
     BodyLimit,
     BodyStalled,
@@ -108,7 +109,7 @@ def create_app(reader: Reader, max_bytes: int = MAX_BODY, idle_seconds: float = 
     from starlette.datastructures import UploadFile
     from starlette.exceptions import HTTPException
     from starlette.middleware import Middleware
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import FileResponse, JSONResponse, Response
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
@@ -166,6 +167,11 @@ def create_app(reader: Reader, max_bytes: int = MAX_BODY, idle_seconds: float = 
     async def body_stalled(request: Request, exc: Exception) -> Response:
         return error(408, str(exc))
 
+    async def client_gone(request: Request, exc: Exception) -> Response:
+        # Not an error of ours, and nothing is logged: one line per cancelled upload would
+        # still flood the log. The answer goes nowhere (the connection is closed).
+        return error(400, "the client disconnected before the request body ended")
+
     async def server_error(request: Request, exc: Exception) -> Response:
         return error(500, "internal error: the server could not answer this request")
 
@@ -180,7 +186,7 @@ def create_app(reader: Reader, max_bytes: int = MAX_BODY, idle_seconds: float = 
         middleware=[Middleware(BodyLimit, max_bytes=max_bytes, idle_seconds=idle_seconds,
                                seconds=body_seconds, min_rate=min_rate)],
         exception_handlers={HTTPException: http_error, BodyTooLarge: body_too_large,
-                            BodyStalled: body_stalled,
+                            BodyStalled: body_stalled, ClientDisconnect: client_gone,
                             Exception: server_error},
     )
 
@@ -192,6 +198,8 @@ def listen(host: str, port: int) -> socket.socket:
     connections whose socket says so, and with it on, every answer on a kept-alive
     connection waited some 40 ms for the client's delayed ACK.
     """
+    if not 0 <= port <= 65535:  # the socket layer would take it modulo 65536
+        raise DigitrecError(f"port {port}: not a TCP port (0 to 65535; 0 picks a free one)")
     sock = None
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
@@ -200,7 +208,7 @@ def listen(host: str, port: int) -> socket.socket:
         if os.name != "nt":  # restart at once on the same port; Windows means otherwise
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(128)
+        sock.listen(MAX_CONNECTIONS)  # a burst of connections waits, never refused
         return sock
     except OSError as exc:
         if sock is not None:

@@ -26,6 +26,7 @@ from digitrec.errors import DigitrecError
 from digitrec.files import (
     Kind,
     check_output,
+    disk_errors,
     holds_only,
     make_shareable,
     put_file,
@@ -193,7 +194,8 @@ def export_model(model: Any, format: str, output: Path, *, inputs: tuple[Path, .
     digits = check_digits()
     expected = np.asarray(model.predict_on_batch(digits), dtype=np.float64)
     output = Path(output)
-    with staged_output(output, format) as artifact:
+    weights = 4 * model.count_params()  # the least an export of float32 weights takes
+    with disk_errors(output, weights, at_least=True), staged_output(output, format) as artifact:
         try:
             with warnings.catch_warnings():  # Keras' own patch of tf2onnx for NumPy 2 warns
                 warnings.simplefilter("ignore", FutureWarning)

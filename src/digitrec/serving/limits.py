@@ -23,7 +23,11 @@ MIN_BODY_RATE = 16 * 1024     # bytes/s that a phone on a slow link keeps up and
 HEAD_TIME = 10.0              # seconds to deliver a request head, from connecting or an answer
 MAX_HEAD = 16 * 1024          # bytes of one request head (line and headers): h11's own default
 KEEP_ALIVE = 5                # seconds an idle kept-alive connection stays open
-MAX_CONNECTIONS = 64          # beyond this many at once, uvicorn answers 503
+MAX_CONNECTIONS = 1024        # beyond this many at once, a new one is answered 503 (JSON);
+#                               an idle socket costs little: the model is what is scarce
+#                               (`app.Reader` lets one request at a time use it)
+DRAIN_BYTES = 4 * MAX_BODY    # after an early answer, the rest of a body read and dropped...
+DRAIN_TIME = 10.0             # ...for at most this long, so the client can read the answer
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -71,6 +75,7 @@ class BodyLimit:
         if declared is not None:
             problem = self._check_declared(declared)
             if problem:
+                await LimitedBody(self, receive, expected=True).drain()
                 await _send_json_error(send, *problem)
                 return
         body = LimitedBody(self, receive, expected=declared not in (None, b"0")
@@ -78,6 +83,7 @@ class BodyLimit:
 
         async def closing_send(message: Message) -> None:
             if message["type"] == "http.response.start" and not body.complete:
+                await body.drain()  # nginx's lingering close: the client reads the answer
                 message = {**message, "headers": [*message.get("headers", []),
                                                   (b"connection", b"close")]}
             await send(message)
@@ -112,6 +118,26 @@ class LimitedBody:
                 raise BodyTooLarge
             self.complete = not message.get("more_body", False)
         return message
+
+    async def drain(self, max_bytes: int = DRAIN_BYTES, seconds: float = DRAIN_TIME) -> None:
+        """Read and drop what is left of the body, up to `max_bytes` and `seconds`: a client
+        that sends its whole body before reading (urllib, requests) then reads an early
+        answer instead of a reset connection; one that sends more, or slower, is cut."""
+        deadline = time.monotonic() + seconds
+        dropped = 0
+        while not self.complete and dropped <= max_bytes:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                message = await asyncio.wait_for(self._receive(), left)
+            except asyncio.TimeoutError:
+                return
+            if message["type"] != "http.request":  # the client is gone
+                self.complete = True
+                return
+            dropped += len(message.get("body", b""))
+            self.complete = not message.get("more_body", False)
 
     async def _next_message(self) -> Message:
         """The next message, within the stall limit and the trickle limit, whichever is first."""
@@ -172,11 +198,17 @@ class HeadDeadline:
     cycle: Any  # the request being served or last served, None before the first
     head_seconds = HEAD_TIME
     max_head = MAX_HEAD
+    max_connections = MAX_CONNECTIONS
+    connections: set[Any]  # every open connection of the server (uvicorn's own set)
     _head_timer: asyncio.TimerHandle | None = None
     _head_bytes = 0  # received since the connection stopped being served
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)
+        if len(self.connections) > self.max_connections:  # JSON, as every other refusal
+            self._refuse(503, f"the server is holding {self.max_connections} connections; "
+                              f"try again in a few seconds")
+            return
         self._watch_head()
 
     def data_received(self, data: bytes) -> None:
@@ -236,14 +268,16 @@ def raw_response(status: int, body: bytes) -> bytes:
     return head.encode("ascii") + body
 
 
-def head_bounded(base: type[asyncio.Protocol], seconds: float = HEAD_TIME
-                 ) -> type[asyncio.Protocol]:
+def head_bounded(base: type[asyncio.Protocol], seconds: float = HEAD_TIME,
+                 max_connections: int = MAX_CONNECTIONS) -> type[asyncio.Protocol]:
     """uvicorn's protocol class `base` with `HeadDeadline`'s bounds."""
-    return type(f"HeadBounded{base.__name__}", (HeadDeadline, base), {"head_seconds": seconds})
+    return type(f"HeadBounded{base.__name__}", (HeadDeadline, base),
+                {"head_seconds": seconds, "max_connections": max_connections})
 
 
 def server_config(app: Any, head_seconds: float = HEAD_TIME,
-                  protocol: type[asyncio.Protocol] | None = None) -> Any:
+                  protocol: type[asyncio.Protocol] | None = None,
+                  max_connections: int = MAX_CONNECTIONS) -> Any:
     """uvicorn's settings for `app`, with this module's bounds on connections.
 
     `protocol` is uvicorn's parser to bound (by default the one uvicorn picks: httptools
@@ -254,7 +288,8 @@ def server_config(app: Any, head_seconds: float = HEAD_TIME,
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     return uvicorn.Config(app, log_level="warning", lifespan="off", ws="none",
-                          http=head_bounded(protocol or AutoHTTPProtocol, head_seconds),
-                          h11_max_incomplete_event_size=MAX_HEAD,
-                          limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=KEEP_ALIVE)
+                          http=head_bounded(protocol or AutoHTTPProtocol, head_seconds,
+                                            max_connections),
+                          h11_max_incomplete_event_size=MAX_HEAD, backlog=MAX_CONNECTIONS,
+                          timeout_keep_alive=KEEP_ALIVE)
 

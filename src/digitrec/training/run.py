@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from digitrec.backend import keras, tf
-from digitrec.files import replace_dir
-from digitrec.modelfile import save_model
+from digitrec.files import check_output, disk_errors, replace_dir
+from digitrec.modelfile import KERAS_MODEL, save_model
 from digitrec.params import TrainParams
 from digitrec.paths import TrainOutputs
 from digitrec.training import models
@@ -73,15 +73,19 @@ class Loop(Protocol):
 
 def train(config: TrainParams, prepared_dir: Path, outputs: TrainOutputs,
           verbose: int | str = "auto") -> TrainResult:
-    """Train, log every epoch to DVCLive, checkpoint, resume if interrupted, save the model."""
+    """Train, log every epoch to DVCLive, checkpoint, resume if interrupted, save the model.
+
+    A full disk or a read-only folder while backing up, checkpointing or logging is one
+    `DigitrecError` naming the model's folder (the model itself: its own file)."""
     models.check_name(config.model)  # before anything is touched
+    check_output(outputs.model, KERAS_MODEL, forced_by="")
     if config.strategy == "multi_worker":
         from digitrec.training.multiworker import MultiWorker
 
         loop: Loop = MultiWorker(config.batch_size)
     else:
         loop = SingleMachine(config.strategy)
-    with loop.outputs_for(outputs) as written:
+    with disk_errors(outputs.model.parent), loop.outputs_for(outputs) as written:
         return TrainingRun(config, prepared_dir, written, loop).execute(verbose)
 
 
