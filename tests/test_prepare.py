@@ -1,8 +1,9 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
-from helpers import folder_digest, synthetic_dataset_arrays, write_raw
+from helpers import folder_digest, run_stage, synthetic_dataset_arrays, write_raw
 
 from digitrec.catalog import TRAIN_IMAGES, TRAIN_LABELS
 from digitrec.data import prepared
@@ -16,6 +17,17 @@ def raw(tmp_path):
     arrays = synthetic_dataset_arrays(n_train=500, n_test=120)
     write_raw(tmp_path / "raw", arrays)
     return tmp_path / "raw", arrays
+
+
+@pytest.fixture(scope="module")
+def prepared_once(tmp_path_factory):
+    """`raw`'s data prepared once (val_size 0.1, seed 1) for the tests that only read it:
+    the folder, its manifest, and the arrays it came from."""
+    folder = tmp_path_factory.mktemp("prepare")
+    arrays = synthetic_dataset_arrays(n_train=500, n_test=120)
+    write_raw(folder / "raw", arrays)
+    manifest = prepare.prepare(folder / "raw", folder / "prepared", val_size=0.1, seed=1)
+    return folder / "prepared", manifest, arrays
 
 
 def test_stratified_split_keeps_class_shares_and_is_seeded():
@@ -41,10 +53,8 @@ def test_val_size_as_a_count():
     assert np.bincount(labels[val], minlength=10).tolist() == [3] * 10
 
 
-def test_prepare_writes_normalised_arrays_and_a_correct_manifest(raw, tmp_path):
-    raw_dir, arrays = raw
-    out = tmp_path / "prepared"
-    manifest = prepare.prepare(raw_dir, out, val_size=0.1, seed=1)
+def test_prepare_writes_normalised_arrays_and_a_correct_manifest(prepared_once):
+    out, manifest, arrays = prepared_once
     assert json.loads((out / "manifest.json").read_text()) == manifest
 
     total = 0
@@ -72,9 +82,11 @@ def test_prepare_writes_normalised_arrays_and_a_correct_manifest(raw, tmp_path):
     assert prepared.load_negatives(out, "train").shape == (0, 28, 28, 1)
 
 
-def test_prepare_writes_the_training_digits_redrawn_as_predict_draws_them(raw, tmp_path):
+def test_prepare_writes_the_training_digits_redrawn_as_predict_draws_them(prepared_once,
+                                                                         tmp_path):
     out = tmp_path / "prepared"
-    manifest = prepare.prepare(raw[0], out, val_size=0.1, seed=1)
+    shutil.copytree(prepared_once[0], out)  # a copy: this test removes a file from it
+    manifest = prepared_once[1]
     train_images, _ = prepared.load_split(out, "train")
     redrawn = prepared.load_redrawn(out)
     assert redrawn.shape == train_images.shape and redrawn.dtype == np.float32
@@ -116,20 +128,18 @@ def test_prepare_draws_each_splits_negatives_from_its_own_seed(raw, tmp_path):
 @pytest.mark.parametrize(("dataset", "expected"), [("mnist", 12), ("fashion_mnist", 0)])
 def test_prepare_stage_draws_negatives_for_digits_only(project, dataset, expected):
     """Clothes have nothing to refuse: Fashion-MNIST gets no negatives."""
-    import sys
-
     write_raw(project.root / "data/raw", synthetic_dataset_arrays(n_train=100, n_test=40))
     project.set_params(dataset=dataset, prepare={"negatives": 0.3})
-    summary = project.run(sys.executable, "stages/prepare.py").stdout
+    summary = run_stage(project.root, "prepare").stdout  # in this process
     test_negatives = prepared.load_negatives(project.root / "data/prepared", "test")
     assert len(test_negatives) == expected
     assert ("and 42 negatives" in summary) == bool(expected)  # 27 + 3 + 12
 
 
-def test_mismatched_counts_fail_and_keep_previous_output(raw, tmp_path):
+def test_mismatched_counts_fail_and_keep_previous_output(raw, tmp_path, prepared_once):
     raw_dir, arrays = raw
     out = tmp_path / "prepared"
-    prepare.prepare(raw_dir, out, val_size=0.1, seed=1)
+    shutil.copytree(prepared_once[0], out)  # what prepare made of this raw data before
     before = folder_digest(out)
     write_raw(raw_dir, {TRAIN_LABELS: arrays[TRAIN_LABELS][:-1]})
     with pytest.raises(DigitrecError, match="has 500 images but .* has 499 labels") as error:

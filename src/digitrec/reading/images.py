@@ -190,7 +190,13 @@ def ruled_lines(mask: np.ndarray) -> np.ndarray:
     so a 7's bar or a 5's roof is never one. Writing that crosses a line loses only the
     line's own pixels."""
     length = max(8, int(RULED_SPAN * mask.shape[1]))
-    lines = ndimage.binary_opening(mask, structure=np.ones((1, length), dtype=bool))
+    lines = np.zeros_like(mask)
+    for row in np.flatnonzero(mask.sum(axis=1) >= length):  # runs of `length` or more
+        edges = np.diff(np.concatenate([[0], mask[row].astype(np.int8), [0]]))
+        for start, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1),
+                              strict=True):
+            if end - start >= length:
+                lines[row, start:end] = True
     if not lines.any():
         return lines
     rows = np.flatnonzero((mask & ~lines).sum(axis=1) > 0)
@@ -271,14 +277,17 @@ def clean_image(image: Image.Image, steps: list[tuple[str, np.ndarray]] | None =
                   ("6. 20x20, MNIST strokes", fitted), ("7. centred in 28x28", digit)]
     size = image.info.get(SOURCE_SIZE, image.size)
     return Cleaned(digit, inverted, thumbnail(small), size=size, ink=ink,
-                   layouts=[layout(ink, size[0] / small.width)])
+                   layouts=[layout(ink, size[0] / small.width, whole=digit)])
 
 
 def layout(ink: np.ndarray, scale: float, turned: bool = True,
-           offset: tuple[int, int] = (0, 0)) -> Layout:
-    """The ink map split into marks and the candidate digits they may be read as."""
+           offset: tuple[int, int] = (0, 0), whole: np.ndarray | None = None) -> Layout:
+    """The ink map split into marks and the candidate digits they may be read as. `whole`
+    is all the ink drawn as one digit, used as is when the ink is one mark (the reading of
+    a lone digit is then exactly that of the whole picture)."""
     marks = find_marks(ink)
-    return Layout(candidates(ink, marks), [m.box for m in marks], scale, turned, offset)
+    found = candidates(ink, marks, whole if len(marks) == 1 else None)
+    return Layout(found, [m.box for m in marks.marks], scale, turned, offset)
 
 
 def closer_look(source: str | Path | BinaryIO, cleaned: Cleaned) -> Layout | None:

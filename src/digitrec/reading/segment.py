@@ -38,12 +38,16 @@ DIGIT_ASPECT = 0.75   # a typical handwritten digit's width / height, to count t
 SPECK = 0.12          # marks smaller (in height) than this share of the tallest are specks
 
 
+Box = tuple[int, int, int, int]   # left, top, right, bottom (exclusive), in the ink map
+
+
 @dataclass
 class Mark:
-    """One mark on the page: a connected piece of ink (or several lying on one another)."""
+    """One mark on the page: a connected piece of ink, or several lying over one another
+    (`pieces`: their labels in `Marks.labels`)."""
 
-    mask: np.ndarray                   # bool, the picture's shape
-    box: tuple[int, int, int, int]     # left, top, right, bottom (exclusive) in the ink map
+    pieces: tuple[int, ...]
+    box: Box
 
     @property
     def width(self) -> int:
@@ -52,6 +56,23 @@ class Mark:
     @property
     def height(self) -> int:
         return self.box[3] - self.box[1]
+
+
+@dataclass
+class Marks:
+    """The marks of an ink map, left to right, and the labelled pieces they are made of."""
+
+    labels: np.ndarray        # int32, the ink map's shape: 0 background, else a piece
+    marks: list[Mark]
+
+    def __len__(self) -> int:
+        return len(self.marks)
+
+    def mask(self, marks: list[Mark], box: Box) -> np.ndarray:
+        """Where `marks` have ink, inside `box` (a bool array of the box's shape)."""
+        left, top, right, bottom = box
+        pieces = [p for mark in marks for p in mark.pieces]
+        return np.isin(self.labels[top:bottom, left:right], pieces)
 
 
 @dataclass
@@ -67,24 +88,30 @@ class Candidate:
     parts: int
     joined: int
     digits: np.ndarray                       # float32 (parts, 28, 28)
-    boxes: list[tuple[int, int, int, int]]
+    boxes: list[Box]
     aspects: list[float]                     # each part's width / height
 
 
-def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+def _box(mask: np.ndarray, left: int = 0, top: int = 0) -> Box:
+    """The box of a mask's ink, shifted by (left, top)."""
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+    return (left + int(cols[0]), top + int(rows[0]), left + int(cols[-1]) + 1,
+            top + int(rows[-1]) + 1)
 
 
-def find_marks(ink: np.ndarray) -> list[Mark]:
+def _union(boxes: list[Box]) -> Box:
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+            max(b[3] for b in boxes))
+
+
+def find_marks(ink: np.ndarray) -> Marks:
     """The marks of an ink map, left to right; marks over one another are merged.
 
     Raises ImageProblem for more than MAX_MARKS marks: a page of text or a field of dots is
     not a number, and reading it would take unbounded time.
     """
-    solid = ink > 0.5
-    labels, count = ndimage.label(solid, structure=EIGHT_CONNECTED)
+    labels, count = ndimage.label(ink > 0.5, structure=EIGHT_CONNECTED)
     if count == 0:
         raise BlankPicture("no ink found: the picture looks blank")
     slices = ndimage.find_objects(labels)
@@ -93,17 +120,17 @@ def find_marks(ink: np.ndarray) -> list[Mark]:
     if len(keep) > 4 * MAX_MARKS:
         raise ImageProblem(f"{len(keep)} separate marks: more than a number of at most "
                            f"{MAX_MARKS} digits; crop the picture to the number")
-    marks = []
-    for i in keep:
-        sy, sx = slices[i]
-        mask = np.zeros(solid.shape, dtype=bool)
-        mask[sy, sx] = labels[sy, sx] == i + 1
-        marks.append(Mark(mask, (sx.start, sy.start, sx.stop, sy.stop)))
-    marks = _merge_overlapping(sorted(marks, key=lambda m: (m.box[0] + m.box[2]) / 2))
+    marks = [Mark((i + 1,), (slices[i][1].start, slices[i][0].start, slices[i][1].stop,
+                             slices[i][0].stop)) for i in keep]
+    marks = _merge_overlapping(sorted(marks, key=_centre))
     if len(marks) > MAX_MARKS:
         raise ImageProblem(f"{len(marks)} separate marks: more than a number of at most "
                            f"{MAX_MARKS} digits; crop the picture to the number")
-    return marks
+    return Marks(labels, marks)
+
+
+def _centre(mark: Mark) -> float:
+    return (mark.box[0] + mark.box[2]) / 2
 
 
 def _shared(a: Mark, b: Mark) -> float:
@@ -117,84 +144,93 @@ def _merge_overlapping(marks: list[Mark]) -> list[Mark]:
     for mark in marks:
         for i, other in enumerate(merged):
             if _shared(mark, other) >= OVER:
-                mask = other.mask | mark.mask
-                merged[i] = Mark(mask, _box(mask))
+                merged[i] = Mark(other.pieces + mark.pieces, _union([other.box, mark.box]))
                 break
         else:
             merged.append(mark)
-    merged.sort(key=lambda m: (m.box[0] + m.box[2]) / 2)
-    return merged
+    return sorted(merged, key=_centre)
 
 
-def _as_digit(ink: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int]
-              ) -> np.ndarray:
-    """The ink under `mask` inside `box` drawn as an MNIST digit (other marks left out)."""
+def _as_digit(ink: np.ndarray, mask: np.ndarray, box: Box) -> np.ndarray:
+    """The ink under `mask` (of `box`'s shape) drawn as an MNIST digit, other marks left out."""
     left, top, right, bottom = box
-    crop = np.where(mask[top:bottom, left:right], ink[top:bottom, left:right], 0.0)
-    crop = crop.astype(np.float32)
+    crop = np.where(mask, ink[top:bottom, left:right], 0.0).astype(np.float32)
     if not (crop > 0.5).any():
         return np.zeros((28, 28), dtype=np.float32)
     return centre_by_mass(normalise_digit(crop)).astype(np.float32)
 
 
-def _cuts(mark: Mark, parts: int) -> list[int] | None:
-    """Columns (in the ink map) to cut a mark into `parts`: the least inked column within
-    a third of a part's width of each even split; None if a part would be empty."""
-    left, top, right, bottom = mark.box
-    columns = mark.mask[top:bottom, left:right].sum(axis=0).astype(np.float64)
-    step = mark.width / parts
+def _cuts(mask: np.ndarray, parts: int) -> list[int] | None:
+    """Columns (of the mark's own mask) to cut it into `parts`: the least inked column
+    within a third of a part's width of each even split; None if a part would be empty."""
+    columns = mask.sum(axis=0).astype(np.float64)
+    width = mask.shape[1]
+    step = width / parts
     reach = max(1, int(step / 3))
     cuts = []
     for k in range(1, parts):
         centre = int(round(k * step))
-        low, high = max(1, centre - reach), min(mark.width - 1, centre + reach + 1)
+        low, high = max(1, centre - reach), min(width - 1, centre + reach + 1)
         if low >= high:
             return None
-        cuts.append(left + low + int(np.argmin(columns[low:high])))
-    edges = [left, *cuts, right]
+        cuts.append(low + int(np.argmin(columns[low:high])))
+    edges = [0, *cuts, width]
     if any(b - a < 2 for a, b in zip(edges, edges[1:], strict=False)):
         return None
     return cuts
 
 
-def _parts_of(mark: Mark, parts: int) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
-    cuts = _cuts(mark, parts)
+def _parts_of(mask: np.ndarray, box: Box, parts: int) -> list[tuple[np.ndarray, Box]]:
+    """A mark (its mask inside `box`) cut into `parts`, each part's mask and box."""
+    cuts = _cuts(mask, parts)
     if cuts is None:
         return []
-    edges = [mark.box[0], *cuts, mark.box[2]]
+    edges = [0, *cuts, mask.shape[1]]
     found = []
     for a, b in zip(edges, edges[1:], strict=False):
-        mask = np.zeros_like(mark.mask)
-        mask[:, a:b] = mark.mask[:, a:b]
-        if not mask.any():
+        part = mask[:, a:b]
+        if not part.any():
             return []
-        found.append((mask, _box(mask)))
+        part_box = _box(part, box[0] + a, box[1])
+        rows = slice(part_box[1] - box[1], part_box[3] - box[1])
+        found.append((part[rows, part_box[0] - box[0] - a: part_box[2] - box[0] - a],
+                      part_box))
     return found
 
 
-def candidates(ink: np.ndarray, marks: list[Mark]) -> list[Candidate]:
+def candidates(ink: np.ndarray, marks: Marks, whole: np.ndarray | None = None
+               ) -> list[Candidate]:
     """Every grouping worth weighing: each run of up to MAX_RUN marks read as one digit,
-    and each wide mark cut into 2..MAX_CUT digits."""
+    and each wide mark cut into 2..MAX_CUT digits. `whole`, when given, is the 28x28 of all
+    the marks as one digit, already drawn."""
     found: list[Candidate] = []
-    for first in range(len(marks)):
-        mask = np.zeros(ink.shape, dtype=bool)
-        for last in range(first + 1, min(len(marks), first + MAX_RUN) + 1):
-            mask = mask | marks[last - 1].mask
-            box = _box(mask)
-            found.append(_candidate(ink, first, last, last - first - 1, [(mask.copy(), box)]))
-        mark = marks[first]
+    every = marks.marks
+    for first in range(len(every)):
+        for last in range(first + 1, min(len(every), first + MAX_RUN) + 1):
+            run = every[first:last]
+            box = _union([m.box for m in run])
+            if whole is not None and (first, last) == (0, len(every)):
+                found.append(_candidate(ink, first, last, len(run) - 1, [(None, box)],
+                                        drawn=whole[None]))
+            else:
+                found.append(_candidate(ink, first, last, len(run) - 1,
+                                        [(marks.mask(run, box), box)]))
+        mark = every[first]
         if mark.width > WIDE * mark.height:
+            mask = marks.mask([mark], mark.box)
             most = min(MAX_CUT, max(2, round(mark.width / (DIGIT_ASPECT * mark.height)) + 1))
             for parts in range(2, most + 1):
-                pieces = _parts_of(mark, parts)
+                pieces = _parts_of(mask, mark.box, parts)
                 if pieces:
                     found.append(_candidate(ink, first, first + 1, 0, pieces))
     return found
 
 
 def _candidate(ink: np.ndarray, first: int, last: int, joined: int,
-               pieces: list[tuple[np.ndarray, tuple[int, int, int, int]]]) -> Candidate:
-    digits = np.stack([_as_digit(ink, mask, box) for mask, box in pieces])
+               pieces: list[tuple[np.ndarray | None, Box]],
+               drawn: np.ndarray | None = None) -> Candidate:
+    digits = drawn if drawn is not None else np.stack([_as_digit(ink, mask, box)
+                                                         for mask, box in pieces])
     boxes = [box for _, box in pieces]
     aspects = [(b[2] - b[0]) / max(1, b[3] - b[1]) for b in boxes]
     return Candidate(first, last, len(pieces), joined, digits, boxes, aspects)
