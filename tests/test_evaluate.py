@@ -41,7 +41,9 @@ def test_score_is_consistent():
     assert report["macro_f1"] == pytest.approx(np.mean([row[3] for row in rows]), abs=1e-5)
     expected_loss = -np.mean(np.log(probabilities[np.arange(500), labels]))
     assert report["loss"] == pytest.approx(expected_loss)
-    assert 0 <= report["ece"] <= 1
+    assert report["ece"] == pytest.approx(
+        scoring.expected_calibration_error(probabilities, labels))
+    assert 0 < report["ece"] < 1  # random logits: neither calibrated nor all wrong
 
 
 def test_perfect_and_absent_classes_stay_finite():

@@ -111,6 +111,9 @@ BAD = [
     ("download", "mirrors", ["http://reader:" + "TOKEN" * 20 + "@host/", "ftp://x/"],
      "got ['http://reader:***@host/', 'ftp://x/']"),
     ("predict", None, "pictures/", "predict: expected a mapping of settings"),
+    ("predict", "images", "/proc", "predict.images: expected a folder of pictures (not under"),
+    ("predict", "images", "/sys/class/", "predict.images: expected a folder of pictures"),
+    ("predict", "images", "/dev/../proc/self", "predict.images: expected a folder of pictures"),
     ("dataset", None, "kmnist", "dataset: expected one of mnist, fashion_mnist, got 'kmnist'"),
 ]
 

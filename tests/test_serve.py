@@ -395,18 +395,32 @@ def test_connections_that_send_nothing_are_closed(impatient):
             conn.close()
 
 
-def test_a_request_head_over_the_limit_is_refused(impatient):
+@pytest.mark.parametrize("complete", [False, True], ids=["unfinished", "whole, at once"])
+def test_a_request_head_over_the_limit_is_refused(impatient, complete):
     head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: "
-    head += b"a" * (limits.MAX_HEAD + 1 - len(head))  # and no end: 1 byte past the limit
+    head += b"a" * (limits.MAX_HEAD + 1 - len(head))  # 1 byte past the limit
+    if complete:  # arriving in one read, which a parser would take whole
+        head += b"\r\n\r\n"
     with socket.create_connection(impatient.address, timeout=HANG) as conn:
         conn.sendall(head)
         status, headers, payload = parse_answer(read_to_end(conn))
-    if impatient.parser == "h11":  # h11 has this limit itself; uvicorn says 400 for it
-        assert status == 400
-    else:  # httptools would buffer any size, until the head's time runs out (408)
-        assert status == 431
-        assert json.loads(payload)["error"] == "request head too large: the limit is 16 KB"
+    assert status == 431
+    assert json.loads(payload)["error"] == "request head too large: the limit is 16 KB"
     assert answered_normally(impatient)
+
+
+def test_a_head_under_the_limit_with_a_large_body_in_the_same_read_is_served(server):
+    picture = png_bytes(draw_digit(7, 200, pen=0.05, ink=20, paper=235, seed=1))
+    padding = b"X-Pad: " + b"p" * (limits.MAX_HEAD - 200) + b"\r\n"
+    head = (b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n" + padding
+            + f"Content-Length: {len(picture)}\r\n\r\n".encode())
+    status, answer = raw_exchange(server.address, head, picture)
+    assert status == 200, answer
+
+
+def test_a_404_echoes_a_long_path_cut_short(client):
+    response = client.get("/" + "x" * 5000)
+    assert response.status_code == 404 and len(response.text) < 300
 
 
 def test_a_body_that_trickles_in_is_given_up(impatient):

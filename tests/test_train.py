@@ -64,7 +64,9 @@ def test_stage_trains_and_writes_model_checkpoints_and_logs(trained_project):
     metrics = json.loads((project.root / "metrics/train/metrics.json").read_text())
     assert metrics["parameter_count"] == 66_778
     assert metrics["step"] == 3  # the epoch number
-    assert 0 <= metrics["val"]["accuracy"] <= 1
+    step, logged = tsv_rows(project, "val/accuracy.tsv")[-1].split("\t")
+    assert (int(step), metrics["val"]["accuracy"]) == (3, pytest.approx(float(logged)))
+    assert f"val accuracy {metrics['val']['accuracy']:.4f}" in result.stdout
     assert not (project.root / "models/.backup").exists()
     # Calibrated: the last epoch's weights with the temperature fit on the val digits
     # baked in (logged and printed); label smoothing leaves a short run far from 1.

@@ -23,6 +23,7 @@ from digitrec.schema import load_file, parse_document, setting
 PARAMS_FILE = Path("params.yaml")
 MAX_SEED = 2**32 - 1            # what NumPy and TensorFlow take
 MIRROR_SCHEMES = ("http", "https", "file")
+KERNEL_FOLDERS = ("/proc", "/sys", "/dev")
 _DEFAULT_RECIPE = MODEL_RECIPES[MNIST.model]  # the code's defaults: `auto` for digits
 
 
@@ -36,6 +37,15 @@ def _fraction(value: float) -> bool:
 
 def _between(low: float, high: float) -> Callable[[float], bool]:
     return lambda value: low <= value <= high
+
+
+def _pictures_folder(value: str) -> bool:
+    """Any folder but the kernel's: DVC hashes a stage's dependencies, and /proc's files
+    (or a device's) have no end, so `dvc repro` would hang reading them."""
+    if value == "" or "\0" in value:
+        return False
+    real = os.path.realpath(value)
+    return not any(real == top or real.startswith(top + "/") for top in KERNEL_FOLDERS)
 
 
 def _mirror(value: str) -> bool:
@@ -138,7 +148,8 @@ class TrainParams:
 class PredictParams:
     """`predict`: which pictures to read, and below which confidence a reading is unsure."""
 
-    images: str = setting("data/user_images", "a folder of pictures", lambda value: value != "")
+    images: str = setting("data/user_images", "a folder of pictures (not under /proc, /sys or "
+                          "/dev, whose files never end)", lambda value: _pictures_folder(value))
     unsure_below: float = setting(0.5, "a confidence from 0 to 1", _fraction)
 
 

@@ -154,7 +154,9 @@ def create_app(reader: Reader, max_bytes: int = MAX_BODY, idle_seconds: float = 
         assert isinstance(exc, HTTPException)
         message = str(exc.detail)
         if exc.status_code == 404:
-            message = f"Not Found: nothing at {request.url.path}; the API is POST /api/predict"
+            path = request.url.path  # echoed cut short: an answer is never a mirror of junk
+            path = path if len(path) <= 100 else f"{path[:100]}..."
+            message = f"Not Found: nothing at {path}; the API is POST /api/predict"
         elif exc.status_code == 405:
             allowed = (exc.headers or {}).get("Allow", "")
             message = (f"Method Not Allowed: {request.method} {request.url.path}; "

@@ -202,6 +202,7 @@ class HeadDeadline:
     connections: set[Any]  # every open connection of the server (uvicorn's own set)
     _head_timer: asyncio.TimerHandle | None = None
     _head_bytes = 0  # received since the connection stopped being served
+    _head_tail = b""  # its last 3 bytes, to find a head's end split between two reads
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)
@@ -213,7 +214,16 @@ class HeadDeadline:
 
     def data_received(self, data: bytes) -> None:
         if not self._serving():
+            # The head's own bytes, also when it ends in this read (a body may follow):
+            # a parser given a whole head at once would take any size.
+            seen = self._head_tail + data
+            end = seen.find(b"\r\n\r\n")
+            head = len(data) if end < 0 else end + 4 - len(self._head_tail)
+            if self._head_bytes + head > self.max_head:
+                self._refuse(431, too_large_message(self.max_head, "request head"))
+                return
             self._head_bytes += len(data)
+            self._head_tail = seen[-3:]
         super().data_received(data)
         self._watch_head()
 
@@ -233,6 +243,7 @@ class HeadDeadline:
         if self.transport.is_closing() or self._serving():
             self._stop_head_timer()
             self._head_bytes = 0
+            self._head_tail = b""
         elif self._head_bytes > self.max_head:
             self._refuse(431, too_large_message(self.max_head, "request head"))
         elif self._head_timer is None:
