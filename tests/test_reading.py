@@ -84,6 +84,27 @@ def test_numbers_are_read_whole_left_to_right(model_file, tmp_path):
     assert all(a[2] <= b[0] + 2 for a, b in zip(boxes, boxes[1:], strict=False))  # side by side
 
 
+def test_numbers_on_ruled_paper_and_small_on_a_large_page(model_file, tmp_path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    ruled = draw_number("407", 140, pen=0.05, ink=20, paper=235, seed=4, gap=0.3)
+    draw = ImageDraw.Draw(ruled)
+    for y in (12, 120):  # the lines of the page, one through the digits' feet
+        draw.line([(0, y), (ruled.width, y)], fill=60, width=3)
+    ruled.save(folder / "ruled.png")
+    page = Image.new("L", (2400, 1800), 235)  # a photographed page, the number small on it
+    page.paste(draw_number("5128", 90, pen=0.05, ink=20, paper=235, seed=6, gap=0.25),
+               (700, 900))
+    page.save(folder / "page.jpg", quality=90)
+
+    batch, _ = read_folder(model_file, folder, tmp_path)
+
+    assert {r.name: r.text for r in batch.readings} == {"ruled.png": "407", "page.jpg": "5128"}
+    boxes = [c.box for c in next(r for r in batch.readings if r.name == "page.jpg").read.characters]
+    assert all(left >= 690 and right <= 1400 and top >= 890 and bottom <= 1000
+               for left, top, right, bottom in boxes)  # in the page's own pixels
+
+
 def test_a_digit_drawn_in_two_strokes_is_one_digit(model_file, tmp_path):
     folder = tmp_path / "pictures"
     folder.mkdir()

@@ -124,10 +124,10 @@ def reduce_large(image: Image.Image, side: int = WORK_SIDE) -> Image.Image:
     return _resizable(image).reduce(factor) if factor >= 2 else image
 
 
-def to_working_size(image: Image.Image) -> Image.Image:
-    """Area-average down, in Pillow, so the longest side is at most WORK_SIDE pixels."""
+def to_working_size(image: Image.Image, side: int = WORK_SIDE) -> Image.Image:
+    """Area-average down, in Pillow, so the longest side is at most `side` pixels."""
     width, height = image.size
-    factor = max(width, height) / WORK_SIDE
+    factor = max(width, height) / side
     if factor <= 1:
         return image
     size = (max(1, round(width / factor)), max(1, round(height / factor)))

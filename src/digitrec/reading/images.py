@@ -35,6 +35,7 @@ from scipy import ndimage
 from digitrec.reading.decode import (
     SOURCE_SIZE,
     UNDO_TRANSPOSE,
+    WORK_SIDE,
     BlankPicture,
     ImageProblem,
     load_oriented,
@@ -257,14 +258,14 @@ def _touching_border(labels: np.ndarray, count: int) -> np.ndarray:
     return (np.bincount(edge, minlength=count + 1) > 0)[1:]
 
 
-def clean_image(image: Image.Image, steps: list[tuple[str, np.ndarray]] | None = None
-                  ) -> Cleaned:
+def clean_image(image: Image.Image, steps: list[tuple[str, np.ndarray]] | None = None,
+                side: int = WORK_SIDE) -> Cleaned:
     """The whole chain, from a decoded picture to a 28x28 MNIST digit.
 
     Pass a list as `steps` to get each step's result appended to it, named (as drawn in the
     README's figure by `docs/preprocessing.py`).
     """
-    small = to_working_size(image)
+    small = to_working_size(image, side)
     gray = to_gray(small)
     bright, inverted = ink_bright(gray)
     flat = flatten_background(bright)
@@ -291,13 +292,13 @@ def layout(ink: np.ndarray, scale: float, turned: bool = True,
 
 
 def closer_look(source: str | Path | BinaryIO, cleaned: Cleaned) -> Layout | None:
-    """The marks again from a larger decode, when a picture holds several marks too small at
+    """The marks again from a larger decode, when a picture holds marks too small at
     the working size to be read well (a phone number across a photographed page): the part
     of the picture they are in is decoded at up to DETAIL_SIDE and cleaned on its own.
-    None when there is nothing to gain (one mark, marks large enough, no more pixels)."""
+    None when there is nothing to gain (marks large enough, no more pixels)."""
     first = cleaned.layouts[0]
     heights = [bottom - top for _, top, _, bottom in first.marks]
-    if len(heights) < 2 or float(np.median(heights)) >= DETAIL_HEIGHT or first.scale <= 1.25:
+    if not heights or float(np.median(heights)) >= DETAIL_HEIGHT or first.scale <= 1.25:
         return None
     margin = float(np.median(heights))
     left = max(0.0, min(b[0] for b in first.marks) - margin) * first.scale
@@ -343,7 +344,17 @@ def clean_file(source: str | Path | BinaryIO) -> Cleaned:
     orientation is doubtful, the digit as stored (unturned) comes along, for the reader to
     try both."""
     image, doubtful = load_oriented(source)
-    cleaned = clean_image(image)
+    try:
+        cleaned = clean_image(image)
+    except BlankPicture:
+        # Writing too thin or small to survive the working size (a number written small
+        # on a photographed page) may still be there at a larger one.
+        if max(image.info.get(SOURCE_SIZE, image.size)) < 2 * WORK_SIDE:
+            raise
+        if hasattr(source, "seek"):
+            source.seek(0)
+        image, doubtful = load_oriented(source, side=DETAIL_SIDE)
+        cleaned = clean_image(image, side=DETAIL_SIDE)
     closer = closer_look(source, cleaned)
     if closer is not None:
         cleaned.layouts[0] = closer
