@@ -189,6 +189,13 @@ LIBRARY_MESSAGES = {"No space left on device": errno.ENOSPC, "errno = 28": errno
                     "File name too long": errno.ENAMETOOLONG}
 
 
+def disk_error_of(exc: BaseException) -> OSError | None:
+    """The file-system refusal `exc` is (or wraps), or None when it is something else."""
+    if isinstance(exc, OSError) and exc.errno in DISK_PROBLEMS:
+        return exc
+    return wrapped_disk_error(exc)
+
+
 def wrapped_disk_error(exc: BaseException) -> OSError | None:
     """The OSError a library's exception stands for, when its message says one of ours."""
     text = str(exc)
