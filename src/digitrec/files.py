@@ -36,6 +36,11 @@ CHUNK = 1 << 20
 SHOWN_LIMIT = 240  # characters of a path a message shows
 
 
+class WriteError(DigitrecError):
+    """The file system refused a write (full, read-only, a name too long): the run stops
+    there, as every other write would fail the same way."""
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -83,7 +88,7 @@ def atomic_path(path: str | os.PathLike, needed: int | None = None,
             exc = wrapped
         written = Path(tmp).stat().st_size if os.path.exists(tmp) else 0
         Path(tmp).unlink(missing_ok=True)  # first, so the space it held counts as free
-        raise DigitrecError(disk_message(target, exc, needed or written or None,
+        raise WriteError(disk_message(target, exc, needed or written or None,
                                          at_least=at_least or needed is None)) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -175,12 +180,12 @@ def disk_errors(path: str | os.PathLike, needed: int | None = None,
             if wrapped is None:
                 raise
             exc = wrapped
-        raise DigitrecError(disk_message(Path(path), exc, needed, at_least)) from None
+        raise WriteError(disk_message(Path(path), exc, needed, at_least)) from None
     except Exception as exc:
         wrapped = wrapped_disk_error(exc)
         if wrapped is None:
             raise
-        raise DigitrecError(disk_message(Path(path), wrapped, needed, at_least)) from None
+        raise WriteError(disk_message(Path(path), wrapped, needed, at_least)) from None
 
 
 LIBRARY_MESSAGES = {"No space left on device": errno.ENOSPC, "errno = 28": errno.ENOSPC,
@@ -226,7 +231,7 @@ def require_space(path: str | os.PathLike, needed: int) -> None:
     """Refuse, before any work, to write `needed` bytes where fewer are free, saying both."""
     free = free_bytes(Path(path))
     if free is not None and free < needed:
-        raise DigitrecError(f"{shown(path)}: cannot write: not enough space on the file "
+        raise WriteError(f"{shown(path)}: cannot write: not enough space on the file "
                             f"system (needs {megabytes(needed)}, {megabytes(free)} free)")
 
 
