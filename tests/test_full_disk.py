@@ -169,6 +169,11 @@ def test_a_killed_runs_scratch_is_removed_by_the_next_write(tmp_path):
     mine.write_text("this process's own, still in use")
     files.atomic_write_csv(target, ["file"], [["a"]])
     assert everything_under(tmp_path / "out") == [mine.name, "predictions.csv"]
+    (tmp_path / f".prepared.{dead}.q1w2e3").mkdir()  # a killed prepare's staging folder
+    (tmp_path / f".prepared.{dead}.q1w2e3" / "train_images.npy").write_bytes(b"\0" * 100)
+    with files.staging_dir(tmp_path / "prepared") as staging:
+        assert everything_under(tmp_path).count(staging.name) == 1
+    assert not any(p.name.startswith(".prepared.") for p in tmp_path.iterdir())
 
 
 def test_evaluate_on_a_full_disk_keeps_every_previous_output(tmp_path, small_disk, model_file):
