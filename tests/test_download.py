@@ -570,3 +570,14 @@ def test_a_full_disk_stops_the_download_with_one_line_and_frees_its_scratch(
         assert not any((disk / "partial" / "staging").iterdir())
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_fifo_where_a_raw_file_goes_is_never_replaced(tmp_path, mirror, arrays, dataset):
+    import os
+
+    write_archives(mirror.root, arrays)
+    (tmp_path / "raw").mkdir()
+    os.mkfifo(tmp_path / "raw" / TRAIN_LABELS)
+    with pytest.raises(DigitrecError, match=f"{TRAIN_LABELS}: is not a regular file"):
+        fetch(dataset, [mirror.url()], tmp_path)
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == [TRAIN_LABELS]

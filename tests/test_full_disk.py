@@ -140,6 +140,9 @@ def test_read_only_and_too_long_names_are_one_error_line(tmp_path, small_disk, m
         splits.prepare(tmp_path / "raw", disk / "prepared", 10, 0)
     with pytest.raises(DigitrecError, match="x.bin: cannot write: the file system is read-only"):
         files.atomic_write_bytes(disk / "x.bin", b"data")
+    longest = tmp_path / ("n" * 251 + ".csv")  # fits; its scratch's name must fit too
+    batch.predict_batch(model_file, [source], batch.BatchOutputs(csv=longest))
+    assert longest.read_bytes().startswith(b"file,")
 
 
 def test_the_cli_reports_a_full_disk_in_one_line(tmp_path, small_disk, model_file, capsys):

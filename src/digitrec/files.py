@@ -34,6 +34,7 @@ from digitrec.errors import DigitrecError
 
 CHUNK = 1 << 20
 SHOWN_LIMIT = 240  # characters of a path a message shows
+SCRATCH_STEM = 100  # characters of an output's name that its scratch files repeat
 
 
 class WriteError(DigitrecError):
@@ -288,13 +289,19 @@ def replace_dir(new: Path, target: Path) -> None:
 def scratch_prefix(target: Path) -> str:
     """`.NAME.PID.`: the scratch of an output names its process, so that what a killed run
     left is recognised (its process is gone) and removed by the next write of that output."""
-    return f".{target.name}.{os.getpid()}."
+    return f".{_scratch_stem(target)}.{os.getpid()}."
+
+
+def _scratch_stem(target: Path) -> str:
+    """The output's name, cut so that its scratch's longer name still fits the file
+    system whenever the output's own does."""
+    return target.name[:SCRATCH_STEM]
 
 
 def remove_stale_scratch(target: Path) -> None:
     """Remove the scratch files and folders that runs killed while writing `target` left
     beside it (`scratch_prefix` names a process that no longer exists)."""
-    start = f".{target.name}."
+    start = f".{_scratch_stem(target)}."
     try:
         entries = [entry for entry in os.scandir(target.parent) if entry.name.startswith(start)]
     except OSError:

@@ -259,6 +259,9 @@ def install(names: Sequence[str], staging: Path, raw_dir: Path) -> None:
         target = raw_dir / name
         if target.is_dir() and not target.is_symlink():
             raise DigitrecError(f"{target}: is a folder; remove it so the file can take its place")
+        if os.path.lexists(target) and not (target.is_file() or target.is_symlink()):
+            raise DigitrecError(f"{target}: is not a regular file (a device, FIFO or socket); "
+                                f"not replacing it, move it away first")
     for name in names:
         _move(staging / name, raw_dir / name)
 
