@@ -548,3 +548,36 @@ def test_a_secret_in_a_url_is_redacted_wherever_it_is_shown(text, shown, capsys)
 def test_a_home_folder_of_nobody_is_a_clear_error(tmp_path, dataset):
     with pytest.raises(DigitrecError, match="~nonexistentuser-digitrec/x: no such user's home"):
         fetch(dataset, ["~nonexistentuser-digitrec/x"], tmp_path)
+
+
+def test_a_full_disk_stops_the_download_with_one_line_and_frees_its_scratch(
+        tmp_path, mirror, arrays, dataset):
+    write_archives(mirror.root, arrays)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        with pytest.raises(DigitrecError) as full:
+            download(dataset, sources([mirror.url(), mirror.url()]), disk / "raw",
+                     disk / "partial", FAST)
+        message = str(full.value)
+        assert "\n" not in message and ": cannot write: no space left on the file system " \
+               "(needs " in message
+        assert message.startswith(str(disk / "partial" / "staging"))
+        assert scratch_left(disk / "partial") == []
+        assert not any((disk / "partial" / "staging").iterdir())
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_fifo_where_a_raw_file_goes_is_never_replaced(tmp_path, mirror, arrays, dataset):
+    import os
+
+    write_archives(mirror.root, arrays)
+    (tmp_path / "raw").mkdir()
+    os.mkfifo(tmp_path / "raw" / TRAIN_LABELS)
+    with pytest.raises(DigitrecError, match=f"{TRAIN_LABELS}: is not a regular file"):
+        fetch(dataset, [mirror.url()], tmp_path)
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == [TRAIN_LABELS]

@@ -140,6 +140,9 @@ def test_read_only_and_too_long_names_are_one_error_line(tmp_path, small_disk, m
         splits.prepare(tmp_path / "raw", disk / "prepared", 10, 0)
     with pytest.raises(DigitrecError, match="x.bin: cannot write: the file system is read-only"):
         files.atomic_write_bytes(disk / "x.bin", b"data")
+    longest = tmp_path / ("n" * 251 + ".csv")  # fits; its scratch's name must fit too
+    batch.predict_batch(model_file, [source], batch.BatchOutputs(csv=longest))
+    assert longest.read_bytes().startswith(b"file,")
 
 
 def test_the_cli_reports_a_full_disk_in_one_line(tmp_path, small_disk, model_file, capsys):
@@ -169,6 +172,11 @@ def test_a_killed_runs_scratch_is_removed_by_the_next_write(tmp_path):
     mine.write_text("this process's own, still in use")
     files.atomic_write_csv(target, ["file"], [["a"]])
     assert everything_under(tmp_path / "out") == [mine.name, "predictions.csv"]
+    (tmp_path / f".prepared.{dead}.q1w2e3").mkdir()  # a killed prepare's staging folder
+    (tmp_path / f".prepared.{dead}.q1w2e3" / "train_images.npy").write_bytes(b"\0" * 100)
+    with files.staging_dir(tmp_path / "prepared") as staging:
+        assert everything_under(tmp_path).count(staging.name) == 1
+    assert not any(p.name.startswith(".prepared.") for p in tmp_path.iterdir())
 
 
 def test_evaluate_on_a_full_disk_keeps_every_previous_output(tmp_path, small_disk, model_file):

@@ -316,12 +316,16 @@ def test_hostile_input_gets_a_clear_answer(tmp_path, model_file, bad_models, cas
 
 TRICKY_NAMES = [b"caf\xe9.png", b"caf\\xe9.png", b"\\", b"\\\\", b"two\nlines", b"two\\nlines",
                 "\xa0.png".encode(), b"\xa0.png", b"\x1b[31m.png", b"\\x1b[31m.png",
-                "\u2028".encode(), b"\\u2028", "\U0001f600".encode(), "sieben-ä-数字.jpg".encode()]
+                "\u2028".encode(), b"\\u2028", "\U0001f600".encode(), "sieben-ä-数字.jpg".encode(),
+                "café.png".encode(), "cafe\u0301.png".encode(), b"cafe\\u0301.png",  # NFC, NFD
+                "\ud55c.png".encode(), "\u1112\u1161\u11ab.png".encode()]  # and Hangul
 
 
 def test_every_file_name_shows_as_itself_alone():
     shown = [names.readable(name) for name in TRICKY_NAMES]
     assert len(set(shown)) == len(TRICKY_NAMES)
+    import unicodedata  # and never two that look alike (an NFC name and its NFD twin)
+    assert len({unicodedata.normalize("NFC", text) for text in shown}) == len(TRICKY_NAMES)
     assert all(text.isprintable() for text in shown)
     assert [names.name_bytes(text) for text in shown] == TRICKY_NAMES
 

@@ -453,3 +453,24 @@ def test_digit_accuracy_counts_digits_only():
     metric = DigitAccuracy()
     metric.update_state(targets, predicted)
     assert float(metric.result()) == pytest.approx(0.5)
+
+
+@pytest.mark.slow
+def test_a_full_models_folder_is_one_error_line_and_leaves_nothing(trained_project):
+    """As found: a 500 KB file system under models/ made the stage print h5py tracebacks
+    and die by SIGSEGV, its half-written backup filling the disk."""
+    models = trained_project.root / "models"
+    models.mkdir(exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=500k", "tmpfs", str(models)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        result = trained_project.run(sys.executable, "stages/train.py", check=False)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.startswith("error: models: cannot write: no space left on the "
+                                        "file system (needs more than ")
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert list(models.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(models)], capture_output=True)

@@ -34,6 +34,12 @@ from digitrec.errors import DigitrecError
 
 CHUNK = 1 << 20
 SHOWN_LIMIT = 240  # characters of a path a message shows
+SCRATCH_STEM = 100  # characters of an output's name that its scratch files repeat
+
+
+class WriteError(DigitrecError):
+    """The file system refused a write (full, read-only, a name too long): the run stops
+    there, as every other write would fail the same way."""
 
 
 def _umask() -> int:
@@ -83,7 +89,7 @@ def atomic_path(path: str | os.PathLike, needed: int | None = None,
             exc = wrapped
         written = Path(tmp).stat().st_size if os.path.exists(tmp) else 0
         Path(tmp).unlink(missing_ok=True)  # first, so the space it held counts as free
-        raise DigitrecError(disk_message(target, exc, needed or written or None,
+        raise WriteError(disk_message(target, exc, needed or written or None,
                                          at_least=at_least or needed is None)) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -175,18 +181,25 @@ def disk_errors(path: str | os.PathLike, needed: int | None = None,
             if wrapped is None:
                 raise
             exc = wrapped
-        raise DigitrecError(disk_message(Path(path), exc, needed, at_least)) from None
+        raise WriteError(disk_message(Path(path), exc, needed, at_least)) from None
     except Exception as exc:
         wrapped = wrapped_disk_error(exc)
         if wrapped is None:
             raise
-        raise DigitrecError(disk_message(Path(path), wrapped, needed, at_least)) from None
+        raise WriteError(disk_message(Path(path), wrapped, needed, at_least)) from None
 
 
 LIBRARY_MESSAGES = {"No space left on device": errno.ENOSPC, "errno = 28": errno.ENOSPC,
                     "Disk quota exceeded": errno.EDQUOT,
                     "Read-only file system": errno.EROFS, "errno = 30": errno.EROFS,
                     "File name too long": errno.ENAMETOOLONG}
+
+
+def disk_error_of(exc: BaseException) -> OSError | None:
+    """The file-system refusal `exc` is (or wraps), or None when it is something else."""
+    if isinstance(exc, OSError) and exc.errno in DISK_PROBLEMS:
+        return exc
+    return wrapped_disk_error(exc)
 
 
 def wrapped_disk_error(exc: BaseException) -> OSError | None:
@@ -219,7 +232,7 @@ def require_space(path: str | os.PathLike, needed: int) -> None:
     """Refuse, before any work, to write `needed` bytes where fewer are free, saying both."""
     free = free_bytes(Path(path))
     if free is not None and free < needed:
-        raise DigitrecError(f"{shown(path)}: cannot write: not enough space on the file "
+        raise WriteError(f"{shown(path)}: cannot write: not enough space on the file "
                             f"system (needs {megabytes(needed)}, {megabytes(free)} free)")
 
 
@@ -276,13 +289,19 @@ def replace_dir(new: Path, target: Path) -> None:
 def scratch_prefix(target: Path) -> str:
     """`.NAME.PID.`: the scratch of an output names its process, so that what a killed run
     left is recognised (its process is gone) and removed by the next write of that output."""
-    return f".{target.name}.{os.getpid()}."
+    return f".{_scratch_stem(target)}.{os.getpid()}."
+
+
+def _scratch_stem(target: Path) -> str:
+    """The output's name, cut so that its scratch's longer name still fits the file
+    system whenever the output's own does."""
+    return target.name[:SCRATCH_STEM]
 
 
 def remove_stale_scratch(target: Path) -> None:
     """Remove the scratch files and folders that runs killed while writing `target` left
     beside it (`scratch_prefix` names a process that no longer exists)."""
-    start = f".{target.name}."
+    start = f".{_scratch_stem(target)}."
     try:
         entries = [entry for entry in os.scandir(target.parent) if entry.name.startswith(start)]
     except OSError:

@@ -31,7 +31,7 @@ from digitrec.catalog import Dataset, FileSpec
 from digitrec.data.credentials import ENV_REFERENCE
 from digitrec.data.transfer import MirrorError, Retries, UnreachableError, fetch_to
 from digitrec.errors import DigitrecError, redact
-from digitrec.files import atomic_path, sha256_file
+from digitrec.files import WriteError, atomic_path, sha256_file
 from digitrec.params import DownloadParams
 
 OFFICIAL = "official"
@@ -117,6 +117,10 @@ def download(
                 outcome[spec.name] = ensure_file(
                     spec, sources, raw_dir, staging, params, retries, unreachable
                 )
+            except WriteError:  # a full disk: every other file would fail alike
+                for entry in staging.iterdir():
+                    _remove(entry)  # and what is staged would keep the disk full
+                raise
             except DigitrecError as exc:
                 failures.append(str(exc))
         if failures:
@@ -255,6 +259,9 @@ def install(names: Sequence[str], staging: Path, raw_dir: Path) -> None:
         target = raw_dir / name
         if target.is_dir() and not target.is_symlink():
             raise DigitrecError(f"{target}: is a folder; remove it so the file can take its place")
+        if os.path.lexists(target) and not (target.is_file() or target.is_symlink()):
+            raise DigitrecError(f"{target}: is not a regular file (a device, FIFO or socket); "
+                                f"not replacing it, move it away first")
     for name in names:
         _move(staging / name, raw_dir / name)
 

@@ -34,7 +34,7 @@ from digitrec.catalog import FileSpec
 from digitrec.data import idx
 from digitrec.data.credentials import CredentialsError, credentials
 from digitrec.errors import DigitrecError, redact
-from digitrec.files import CHUNK, make_shareable
+from digitrec.files import CHUNK, WriteError, disk_error_of, disk_message, make_shareable
 from digitrec.params import DownloadParams
 
 USER_AGENT = f"digitrec/{__version__} (+https://github.com/digitrec)"
@@ -153,7 +153,14 @@ class Transfer:
         try:
             self._out.write(data)
         except OSError as exc:
-            raise DigitrecError(f"{self._path}: cannot write: {exc.strerror or exc}") from None
+            if disk_error_of(exc) is None:
+                raise DigitrecError(f"{self._path}: cannot write: {exc.strerror or exc}"
+                                    ) from None
+            with suppress(OSError):  # its space counts as free in the message once gone
+                self._out.close()
+            Path(self._path).unlink(missing_ok=True)
+            raise WriteError(disk_message(Path(self._path).parent / self.spec.name, exc,
+                                          self.spec.size)) from None
         if self.verify:  # the digest is only compared when verifying
             self._sha.update(data)
 

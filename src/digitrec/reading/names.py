@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 
 ESCAPE = re.compile(r"\\(\\|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[tnr])?")
 CONTROLS = {"t": b"\t", "n": b"\n", "r": b"\r", "\\": b"\\"}
@@ -24,7 +25,22 @@ def readable(name: str | bytes | os.PathLike) -> str:
     backslash itself `\\`, or a file named `caf\xe9.png` with a real backslash would show as
     the one with the byte. `name_bytes` reads a name back.
     """
-    return "".join(map(_escaped, os.fsencode(name).decode("utf-8", "surrogateescape")))
+    text = os.fsencode(name).decode("utf-8", "surrogateescape")
+    if text.isascii() or unicodedata.is_normalized("NFC", _valid(text)):
+        return "".join(map(_escaped, text))
+    # Not NFC (an "é" written as "e" and a combining accent, as macOS writes names): it would
+    # look like its NFC twin, a different file; so its non-ASCII characters are escaped.
+    return "".join(_escaped(c) if c.isascii() or 0xDC80 <= ord(c) <= 0xDCFF
+                   else _code_point(ord(c)) for c in text)
+
+
+def _valid(text: str) -> str:
+    """`text` without the bytes that are not UTF-8 (for normalisation checks only)."""
+    return "".join(c for c in text if not 0xDC80 <= ord(c) <= 0xDCFF)
+
+
+def _code_point(code: int) -> str:
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def _escaped(char: str) -> str:
@@ -37,7 +53,7 @@ def _escaped(char: str) -> str:
         return char
     if code < 0x80:
         return ascii(char)[1:-1]  # \t, \n, \r, \x1b
-    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+    return _code_point(code)
 
 
 def name_bytes(shown: str) -> bytes:

@@ -10,6 +10,8 @@ saving it, putting the logs in place, dropping the backup). A loop only runs epo
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -19,7 +21,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from digitrec.backend import keras, tf
-from digitrec.files import check_output, disk_errors, replace_dir
+from digitrec.errors import DigitrecError
+from digitrec.files import (
+    check_output,
+    disk_error_of,
+    disk_errors,
+    disk_message,
+    replace_dir,
+)
 from digitrec.modelfile import KERAS_MODEL, save_model
 from digitrec.params import TrainParams
 from digitrec.paths import TrainOutputs
@@ -86,7 +95,34 @@ def train(config: TrainParams, prepared_dir: Path, outputs: TrainOutputs,
     else:
         loop = SingleMachine(config.strategy)
     with disk_errors(outputs.model.parent), loop.outputs_for(outputs) as written:
-        return TrainingRun(config, prepared_dir, written, loop).execute(verbose)
+        run = TrainingRun(config, prepared_dir, written, loop)
+        try:
+            return run.execute(verbose)
+        except Exception as exc:
+            problem = disk_error_of(exc)
+            if problem is None:
+                raise
+            run.drop_scratch()
+            raise DigitrecError(disk_message(outputs.model.parent, problem, run.weight_bytes,
+                                             at_least=True)) from None
+
+
+def drop_h5_handles(folder: Path) -> None:
+    """Close now the HDF5 files under `folder` that a failed write left open (Keras' backup
+    weights): left to the interpreter's exit, h5py cannot flush them on a full disk, prints
+    tracebacks and crashes the process. Emptied first, so that closing needs no space."""
+    import h5py
+
+    where = str(folder.resolve())
+    with contextlib.suppress(OSError):
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/self/fd/{fd}").startswith(where):
+                    os.ftruncate(int(fd), 0)
+    for file_id in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+        with contextlib.suppress(Exception):
+            while file_id.valid:
+                file_id.close()
 
 
 def seed_everything(seed: int) -> None:
@@ -116,6 +152,7 @@ class TrainingRun:
         """
         with self.loop.scope():
             model = self.build_model()
+        self.weight_bytes = 12 * model.count_params()  # float32 weights and two moments
         earlier = read_history(self.state.backup_dir / HISTORY_FILE, self.state.completed_epochs)
         live = open_live(self.live_dir, model.count_params(), earlier)
         callbacks = self.callbacks(live)
@@ -131,6 +168,17 @@ class TrainingRun:
         shutil.rmtree(self.state.backup_dir.parent, ignore_errors=True)
         return TrainResult(model, merge_history(earlier, history), seconds, temperature,
                            self.loop.is_chief)
+
+    weight_bytes: int | None = None  # known once the model is built
+
+    def drop_scratch(self) -> None:
+        """After a full disk: remove this run's backup (its weights file half written, it
+        cannot be resumed from) and its partial logs, so the space is free again."""
+        drop_h5_handles(self.state.backup_dir)
+        shutil.rmtree(self.state.backup_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.state.backup_dir.parent.rmdir()  # when no other run's backup is there
+        shutil.rmtree(self.live_dir, ignore_errors=True)
 
     @property
     def live_dir(self) -> Path:
