@@ -229,7 +229,7 @@ HOSTILE = {
                                 raises=r"labels.csv:2: not UTF-8"),
     "label 1.5": Hostile(labels_file("file,label\nseven.png,1.5\n"),
                          raises=r"labels.csv:2: label '1.5' is not digits \(such as 7 or "
-                                r"0869\) or 'none'"),
+                                r"0869, at most 40\) or 'none'"),
     "label -1": Hostile(labels_file("file,label\nx.png,1\nseven.png,-1\n"),
                         raises=r"labels.csv:3: label '-1' is not digits"),
     "label x": Hostile(labels_file("file,label\nseven.png,x\n"),
@@ -519,13 +519,13 @@ def test_cli_names_classes_by_the_project_dataset(tmp_path, monkeypatch):
 
 
 class TopHeavyModel:
-    """Reads ink in the top half as a 1 (90% sure), anything else as a 4 (50% sure)."""
+    """Reads ink in the top half as a 1 (99% sure), anything else as a 4 (85% sure)."""
 
     def predict_on_batch(self, views: np.ndarray) -> np.ndarray:
         top = views[:, :14].sum(axis=(1, 2, 3)) > views[:, 14:].sum(axis=(1, 2, 3))
-        probabilities = np.where(top[:, None], 0.1 / 9, 0.5 / 9) * np.ones((1, 10))
-        probabilities[top, 1] = 0.9
-        probabilities[~top, 4] = 0.5
+        probabilities = np.where(top[:, None], 0.01 / 9, 0.15 / 9) * np.ones((1, 10))
+        probabilities[top, 1] = 0.99
+        probabilities[~top, 4] = 0.85
         return probabilities
 
 

@@ -171,8 +171,54 @@ def test_pictures_that_hold_too_much_get_a_clear_answer(model_file, tmp_path):
 
 
 def test_labels_take_digit_strings_and_none(tmp_path):
+    from digitrec.errors import DigitrecError
     from digitrec.reading.labels import read_labels
 
     path = tmp_path / "labels.csv"
     path.write_text("file,label\na.png,0869\nb.png,none\nc.png,7\n")
     assert read_labels(path).values == {"a.png": "0869", "b.png": "", "c.png": "7"}
+    path.write_text("file,label\na.png," + "1" * 5000 + "\n")
+    too_long = r"labels.csv:2: label '1{40}\.\.\.' is not digits"
+    with pytest.raises(DigitrecError, match=too_long) as error:
+        read_labels(path)
+    assert len(str(error.value)) < 300  # the label is not repeated whole
+
+
+def test_a_speck_beside_a_digit_is_no_digit_of_its_own(model_file, tmp_path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    nine = draw_digit(9, 160, pen=0.05, ink=20, paper=235, seed=9)
+    ImageDraw.Draw(nine).line([(140, 80), (140, 108)], fill=20, width=3)  # a stray short stroke
+    nine.save(folder / "nine.png")
+    batch, _ = read_folder(model_file, folder, tmp_path)
+    assert batch.readings[0].text == "9"
+
+
+def test_two_lines_of_digits_are_never_a_sure_number(model_file, tmp_path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    top = draw_number("12", 120, pen=0.05, ink=20, paper=235, seed=1, gap=0.3)
+    page = Image.new("L", (top.width, 2 * top.height), 235)
+    page.paste(top, (0, 0))
+    page.paste(draw_number("34", 120, pen=0.05, ink=20, paper=235, seed=7, gap=0.3),
+               (0, top.height))
+    page.save(folder / "two_lines.png")
+    batch, _ = read_folder(model_file, folder, tmp_path)
+    assert batch.readings[0].status in ("unsure", "not_digits")
+
+
+def test_unsure_follows_the_confidence_shown(model_file, tmp_path):
+    """A reading's confidence is that all its digits are right; below the threshold it is
+    unsure, and a picture with no digit has no single-digit prediction in the CSV."""
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    draw_number("4071", 140, pen=0.05, ink=20, paper=235, seed=3, gap=0.3).save(folder / "n.png")
+    letter("K", 160).save(folder / "k.png")
+    outputs = predict.BatchOutputs(csv=tmp_path / "p.csv")
+    for threshold in (0.0, 0.999999):
+        batch = predict.predict_batch(model_file, [folder], outputs, threshold=threshold)
+        number_reading = next(r for r in batch.readings if r.name == "n.png")
+        assert number_reading.unsure == (number_reading.confidence < threshold)
+    with open(outputs.csv, encoding="utf-8", newline="") as f:
+        row = next(r for r in csv.DictReader(f) if r["file"] == "k.png")
+    assert (row["status"], row["prediction"], row["unsure"]) == ("not_digits", "", "false")

@@ -91,8 +91,8 @@ class Reading:
 
     @property
     def probabilities(self) -> np.ndarray | None:
-        """The class probabilities when the picture holds one character (a lone digit)."""
-        if self.read is None or len(self.read.characters) != 1:
+        """The class probabilities when the picture holds one digit (and nothing else)."""
+        if self.read is None or self.status == "not_digits" or len(self.read.characters) != 1:
             return None
         return self.read.characters[0].probabilities
 
@@ -297,7 +297,7 @@ def write_csv(path: Path, readings: list[Reading], class_names: Sequence[str] = 
 
 def _csv_row(r: Reading, class_names: Sequence[str]) -> list[Any]:
     confidence = "" if r.confidence is None else f"{r.confidence:.4f}"
-    flag = "" if r.read is None else ("false" if r.status == "ok" else "true")
+    flag = "" if r.read is None else ("true" if r.status == "unsure" else "false")
     if r.probabilities is None:
         return [r.name, r.text, r.status, "", "", confidence, flag, *[""] * len(class_names),
                 r.error]

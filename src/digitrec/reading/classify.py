@@ -12,6 +12,8 @@ from digitrec.reading.images import Cleaned
 from digitrec.reading.number import Character, Read, choose, judge
 
 SHIFTS = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0))
+CLEARLY = 0.95            # a stored-way reading beats an upright "not a digit" only this sure
+BATCH = 512               # digits given to the model at once (x5 shifts)
 
 
 def shifted(batch: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -32,6 +34,9 @@ def predict_digits(model: Any, digits: np.ndarray) -> np.ndarray:
     digit and its four one-pixel shifts makes the answer steadier (on the MNIST test set it
     also gains a little).
     """
+    if len(digits) > BATCH:  # bounded memory, however many candidates a chunk holds
+        return np.concatenate([predict_digits(model, digits[start:start + BATCH])
+                               for start in range(0, len(digits), BATCH)])
     views = np.concatenate([shifted(digits, dy, dx) for dy, dx in SHIFTS])[..., None]
     probabilities = np.asarray(model.predict_on_batch(views), dtype=np.float64)
     return probabilities.reshape(len(SHIFTS), len(digits), -1).mean(axis=0)
@@ -76,8 +81,9 @@ def read_numbers(model: Any, cleaned: Sequence[Cleaned], unsure_below: float) ->
         for cand in layout.candidates:
             rows.append(probabilities[at:at + cand.parts])
             at += cand.parts
+        size = cleaned[i].size if layout.turned else (max(cleaned[i].size),) * 2
         read = choose(layout.candidates, rows, len(layout.marks), unsure_below, layout.scale,
-                      layout.offset)
+                      layout.offset, doubtful=layout.lines, size=size)
         read.turned = layout.turned
         if reads[i] is None or _better(read, reads[i]):
             reads[i] = read
@@ -85,8 +91,13 @@ def read_numbers(model: Any, cleaned: Sequence[Cleaned], unsure_below: float) ->
 
 
 def _better(read: Read, than: Read) -> bool:
-    if (read.status == "not_digits") != (than.status == "not_digits"):
-        return than.status == "not_digits"
+    """Whether the picture as stored (`read`) reads better than upright by its EXIF tag
+    (`than`): more confidently, and when upright holds no digit, clearly a number as stored
+    (a word turned sideways reads as a 1 or an 11 all too easily)."""
+    if read.status == "not_digits":
+        return False
+    if than.status == "not_digits":
+        return (read.confidence or 0.0) >= CLEARLY
     return (read.confidence or 0.0) > (than.confidence or 0.0)
 
 

@@ -42,7 +42,7 @@ from digitrec.reading.decode import (
     to_working_size,
 )
 from digitrec.reading.digit import centre_by_mass, normalise_digit, stroke_width
-from digitrec.reading.segment import Candidate, candidates, find_marks
+from digitrec.reading.segment import Candidate, candidates, find_marks, stacked
 
 MIN_CONTRAST = 0.06       # ink must differ from the background by this much (of full range)
 FLAT_BACKGROUND = 0.04    # a background this even (99th percentile) needs no flattening
@@ -65,6 +65,7 @@ class Layout:
     scale: float              # pixels of the picture file per pixel of the ink map
     turned: bool = True       # upright as the EXIF tag says (False: as stored)
     offset: tuple[int, int] = (0, 0)  # where the ink map's corner is in the picture file
+    lines: bool = False       # marks stand one above the other: more than one line
 
 
 @dataclass
@@ -288,7 +289,8 @@ def layout(ink: np.ndarray, scale: float, turned: bool = True,
     a lone digit is then exactly that of the whole picture)."""
     marks = find_marks(ink)
     found = candidates(ink, marks, whole if len(marks) == 1 else None)
-    return Layout(found, [m.box for m in marks.marks], scale, turned, offset)
+    return Layout(found, [m.box for m in marks.marks], scale, turned, offset,
+                  lines=stacked(marks))
 
 
 def closer_look(source: str | Path | BinaryIO, cleaned: Cleaned) -> Layout | None:
@@ -355,6 +357,7 @@ def clean_file(source: str | Path | BinaryIO) -> Cleaned:
             source.seek(0)
         image, doubtful = load_oriented(source, side=DETAIL_SIDE)
         cleaned = clean_image(image, side=DETAIL_SIDE)
+    first_scale = cleaned.layouts[0].scale  # of the ink map, which the unturned one shares
     closer = closer_look(source, cleaned)
     if closer is not None:
         cleaned.layouts[0] = closer
@@ -363,6 +366,6 @@ def clean_file(source: str | Path | BinaryIO) -> Cleaned:
         unturned = Image.fromarray(cleaned.digit, "F").transpose(undo)
         cleaned.as_stored = np.asarray(unturned, dtype=np.float32)
         ink = np.asarray(Image.fromarray(cleaned.ink, "F").transpose(undo), dtype=np.float32)
-        cleaned.layouts.append(layout(ink, cleaned.layouts[0].scale, turned=False))
+        cleaned.layouts.append(layout(ink, first_scale, turned=False))
     cleaned.ink = None
     return cleaned

@@ -25,7 +25,8 @@ from digitrec.reading.names import BACKSLASH_RULE, name_bytes, readable
 LABELS_FILE = "labels.csv"
 DIGITS = MNIST.class_names
 MAX_LABELS_BYTES = 16 << 20
-MAX_LABEL_DIGITS = 1000     # longer than any number a picture can hold (segment.MAX_MARKS)
+MAX_LABEL_DIGITS = 40       # the most digits a picture is read for (segment.MAX_MARKS)
+SHOWN_LABEL = 40            # characters of a bad label an error repeats
 NO_DIGIT = "none"           # the label of a picture that holds no digit
 SHOWN_NAMES = 5             # names listed in a warning before "and N more"
 
@@ -121,13 +122,14 @@ def _expected_text(text: str, class_names: Sequence[str], path: Path, line: int)
             return label
         if label.lower() == NO_DIGIT:
             return ""
-        raise DigitrecError(f"{path}:{line}: label {label!r} is not digits (such as 7 or "
-                            f"0869) or {NO_DIGIT!r} for a picture with no digit")
+        raise DigitrecError(f"{path}:{line}: label {_shown(label)} is not digits (such as 7 "
+                            f"or 0869, at most {MAX_LABEL_DIGITS}) or {NO_DIGIT!r} for a "
+                            f"picture with no digit")
     if label in class_names:
         return label
     if re.fullmatch(r"[0-9]+", label) and int(label) < len(class_names):
         return class_names[int(label)]
-    raise DigitrecError(f"{path}:{line}: label {label!r} is not a class (0 to "
+    raise DigitrecError(f"{path}:{line}: label {_shown(label)} is not a class (0 to "
                         f"{len(class_names) - 1} or a class name)")
 
 
@@ -137,6 +139,11 @@ def answers(reading: Any, expected: str) -> bool:
     if expected == "":
         return reading.status == "not_digits"
     return reading.status in ("ok", "unsure") and reading.text == expected
+
+
+def _shown(label: str) -> str:
+    """A label as an error shows it: quoted, and cut short if long."""
+    return repr(label if len(label) <= SHOWN_LABEL else label[:SHOWN_LABEL] + "...")
 
 
 def is_digits(class_names: Sequence[str]) -> bool:

@@ -4,7 +4,8 @@
 The grouping read is the one the model finds most digit-like overall (a shortest path over
 the marks, left to right): each digit costs -log of its calibrated confidence, plus a charge
 for shapes no digit has (much wider than tall), for reading side-by-side marks as one digit
-(JOIN_COST) and for cutting a mark (CUT_COST). Then each digit is tested on its own: the
+(JOIN_COST), for cutting a mark (CUT_COST) and for a digit far shorter than the others
+(SHORT_COST: a speck beside a digit is not a 1). Then each digit is tested on its own: the
 model was trained to spread its probability evenly over the ten classes for what is not a
 digit (outlier exposure), so a character whose two likeliest classes together stay below
 NOT_DIGIT_BELOW is not a digit. A reading that is mostly such characters is `not_digits`.
@@ -26,7 +27,10 @@ JOIN_COST = math.log(2)   # side-by-side marks are one digit half as often as tw
 CUT_COST = math.log(2)    # a cut must make the reading twice as likely
 WIDE_OK = 1.1             # digits are rarely wider than this share of their height
 WIDE_COST = 4.0           # per unit of width / height above WIDE_OK
-DOUBT = math.log(2)       # another count of digits this close makes the split unsure
+SHORT = 0.6               # digits of a number are rarely shorter than this share of the median
+SHORT_COST = 10.0         # per unit of height below SHORT (a speck is no digit of its own)
+DOUBT = math.log(1.5)     # another count of digits this close makes the split unsure...
+CLEAR = 0.95              # ...unless every digit read is at least this sure
 FLOOR = 1e-6              # probabilities are floored before the log
 
 
@@ -70,15 +74,16 @@ class Read:
         return [c for c in self.characters if c.digit_like]
 
 
-def _part_cost(probabilities: np.ndarray, aspect: float) -> float:
+def _part_cost(probabilities: np.ndarray, aspect: float, height: float) -> float:
     return (-math.log(max(float(probabilities.max()), FLOOR))
-            + WIDE_COST * max(0.0, aspect - WIDE_OK))
+            + WIDE_COST * max(0.0, aspect - WIDE_OK) + SHORT_COST * max(0.0, SHORT - height))
 
 
 def candidate_cost(candidate: Candidate, probabilities: np.ndarray) -> float:
     """What reading `candidate` costs, given its parts' class probabilities (parts, classes)."""
-    cost = sum(_part_cost(row, aspect)
-               for row, aspect in zip(probabilities, candidate.aspects, strict=True))
+    heights = candidate.heights or [1.0] * candidate.parts
+    cost = sum(_part_cost(row, aspect, height) for row, aspect, height
+               in zip(probabilities, candidate.aspects, heights, strict=True))
     return cost + candidate.joined * JOIN_COST + (candidate.parts - 1) * CUT_COST
 
 
@@ -111,10 +116,12 @@ def best_path(marks: int, candidates: Sequence[Candidate], costs: Sequence[float
 
 
 def choose(candidates: Sequence[Candidate], probabilities: Sequence[np.ndarray], marks: int,
-           unsure_below: float, scale: float = 1.0, offset: tuple[int, int] = (0, 0)) -> Read:
+           unsure_below: float, scale: float = 1.0, offset: tuple[int, int] = (0, 0),
+           doubtful: bool = False, size: tuple[int, int] | None = None) -> Read:
     """The reading of one picture from its candidates' probabilities (one array of
     (parts, classes) per candidate). Boxes are mapped back to the picture by `scale`
-    (picture pixels per ink-map pixel) and `offset`."""
+    (picture pixels per ink-map pixel) and `offset`, within `size`. `doubtful` makes the
+    split unsure whatever the costs say (the marks stand on more than one line)."""
     costs = [candidate_cost(c, p) for c, p in zip(candidates, probabilities, strict=True)]
     path, by_count = best_path(marks, candidates, costs)
     characters = []
@@ -122,10 +129,12 @@ def choose(candidates: Sequence[Candidate], probabilities: Sequence[np.ndarray],
         candidate = candidates[index]
         for row, box, seen in zip(probabilities[index], candidate.boxes, candidate.digits,
                                   strict=True):
-            characters.append(Character(_to_picture(box, scale, offset), row, seen=seen))
+            characters.append(Character(_to_picture(box, scale, offset, size), row, seen=seen))
     best_cost = min(by_count.values())
-    doubtful = any(count != len(characters) and cost - best_cost < DOUBT
-                   for count, cost in by_count.items())
+    clear = min(c.confidence for c in characters) >= CLEAR
+    doubtful = doubtful or (not clear and any(count != len(characters) and
+                                              cost - best_cost < DOUBT
+                                              for count, cost in by_count.items()))
     return judge(characters, unsure_below, doubtful)
 
 
@@ -137,7 +146,8 @@ def judge(characters: list[Character], unsure_below: float, split_doubtful: bool
     character: a mark with digits beside it is more likely one itself). Mostly not-digit
     characters (by area) make the picture `not_digits`; otherwise the digits are the text (a
     stray non-digit beside them is left out and makes the reading unsure). The confidence is
-    the product of the digits' confidences: the chance all are right.
+    the product of the digits' confidences, the chance all are right; below `unsure_below`
+    the reading is unsure.
     """
     threshold = below[1] if len(characters) == 1 else below[0]
     for character in characters:
@@ -148,15 +158,17 @@ def judge(characters: list[Character], unsure_below: float, split_doubtful: bool
     if not digits or refused >= sum(area) / 2:
         return Read("not_digits", "", None, characters, split_doubtful)
     confidence = float(np.prod([c.confidence for c in digits]))
-    unsure = (split_doubtful or len(digits) < len(characters)
-              or any(c.confidence < unsure_below for c in digits))
+    unsure = split_doubtful or len(digits) < len(characters) or confidence < unsure_below
     return Read("unsure" if unsure else "ok", "".join(str(c.digit) for c in digits),
                 confidence, characters, split_doubtful)
 
 
-def _to_picture(box: tuple[int, int, int, int], scale: float, offset: tuple[int, int]
-                ) -> tuple[int, int, int, int]:
+def _to_picture(box: tuple[int, int, int, int], scale: float, offset: tuple[int, int],
+                size: tuple[int, int] | None) -> tuple[int, int, int, int]:
+    """An ink-map box in the picture's pixels, never outside the picture (`size`)."""
     left, top, right, bottom = box
     dx, dy = offset
-    return (int(left * scale) + dx, int(top * scale) + dy,
-            int(math.ceil(right * scale)) + dx, int(math.ceil(bottom * scale)) + dy)
+    width, height = size or (math.inf, math.inf)
+    return (int(min(left * scale + dx, width - 1)), int(min(top * scale + dy, height - 1)),
+            int(min(math.ceil(right * scale) + dx, width)),
+            int(min(math.ceil(bottom * scale) + dy, height)))

@@ -20,7 +20,7 @@ processes, so it needs no model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -36,6 +36,8 @@ OVER = 0.5            # marks sharing this much of the narrower width are one di
 WIDE = 1.15           # a mark wider than WIDE x its height may be several touching digits
 DIGIT_ASPECT = 0.75   # a typical handwritten digit's width / height, to count touching ones
 SPECK = 0.12          # marks smaller (in height) than this share of the tallest are specks
+SMALL = 0.4           # marks shorter than this share of the median are no digit alone
+STACKED = 0.5         # marks at least this share of the tallest, one above the other: lines
 
 
 Box = tuple[int, int, int, int]   # left, top, right, bottom (exclusive), in the ink map
@@ -90,6 +92,7 @@ class Candidate:
     digits: np.ndarray                       # float32 (parts, 28, 28)
     boxes: list[Box]
     aspects: list[float]                     # each part's width / height
+    heights: list[float] = field(default_factory=list)  # each part's height / the median mark's
 
 
 def _box(mask: np.ndarray, left: int = 0, top: int = 0) -> Box:
@@ -140,15 +143,48 @@ def _shared(a: Mark, b: Mark) -> float:
 
 
 def _merge_overlapping(marks: list[Mark]) -> list[Mark]:
+    """Marks over one another are one digit's, unless both are tall: two digits stacked
+    (two lines of writing) stay apart, for the reader to find doubtful. Marks much shorter
+    than the writing (a speck, a dot, a stray stroke) join their nearest neighbour instead
+    of being read as digits of their own."""
+    tallest = max(m.height for m in marks)
     merged: list[Mark] = []
     for mark in marks:
         for i, other in enumerate(merged):
-            if _shared(mark, other) >= OVER:
+            stacked = min(mark.height, other.height) >= STACKED * tallest and _apart(mark, other)
+            if _shared(mark, other) >= OVER and not stacked:
                 merged[i] = Mark(other.pieces + mark.pieces, _union([other.box, mark.box]))
                 break
         else:
             merged.append(mark)
+    typical = float(np.median([m.height for m in merged]))
+    small = [m for m in merged if m.height < SMALL * typical]
+    if len(small) < len(merged):
+        merged = [m for m in merged if m.height >= SMALL * typical]
+        for mark in small:
+            near = min(range(len(merged)), key=lambda i: _gap(mark, merged[i]))
+            merged[near] = Mark(merged[near].pieces + mark.pieces,
+                                _union([merged[near].box, mark.box]))
     return sorted(merged, key=_centre)
+
+
+def _apart(a: Mark, b: Mark) -> bool:
+    """Whether two marks lie one above the other without their heights overlapping."""
+    return a.box[3] <= b.box[1] or b.box[3] <= a.box[1]
+
+
+def _gap(a: Mark, b: Mark) -> float:
+    """The distance between two marks' boxes (0 when they overlap)."""
+    dx = max(0, max(a.box[0], b.box[0]) - min(a.box[2], b.box[2]))
+    dy = max(0, max(a.box[1], b.box[1]) - min(a.box[3], b.box[3]))
+    return float(np.hypot(dx, dy))
+
+
+def stacked(marks: Marks) -> bool:
+    """Whether some marks stand one above the other (more than one line of writing)."""
+    every = marks.marks
+    return any(_shared(a, b) >= OVER and _apart(a, b)
+               for i, a in enumerate(every) for b in every[i + 1:])
 
 
 def _as_digit(ink: np.ndarray, mask: np.ndarray, box: Box) -> np.ndarray:
@@ -223,6 +259,9 @@ def candidates(ink: np.ndarray, marks: Marks, whole: np.ndarray | None = None
                 pieces = _parts_of(mask, mark.box, parts)
                 if pieces:
                     found.append(_candidate(ink, first, first + 1, 0, pieces))
+    typical = float(np.median([m.height for m in every]))
+    for candidate in found:
+        candidate.heights = [(b[3] - b[1]) / typical for b in candidate.boxes]
     return found
 
 
