@@ -48,7 +48,8 @@ def test_doctor_names_a_missing_remote_folder_and_how_to_set_it(clone):
     assert code == 1
     missing = clone.parent / "digitrec-storage"  # the default, resolved from this clone
     assert err == (f"error: DVC remote 'storage' is the folder {missing}, which does not "
-                   f"exist; set the team's with `dvc remote modify --local storage url PATH` "
+                   f"exist (needed only to share data with dvc push and pull); set the "
+                   f"team's with `dvc remote modify --local storage url PATH` "
                    f"(see docs/team.md)\n")
     assert "params.yaml: valid" in out
 

@@ -98,9 +98,9 @@ def test_team_walkthrough_with_a_teammate_in_an_unrelated_folder(pipeline_ran, t
             doctor = teammate.run("digitrec", "doctor", check=False)
             assert doctor.returncode == 1
             assert doctor.stderr.splitlines() == [
-                f"error: DVC remote 'storage' is the folder {missing}, which does not exist; "
-                f"set the team's with `dvc remote modify --local storage url PATH` "
-                f"(see docs/team.md)"]
+                f"error: DVC remote 'storage' is the folder {missing}, which does not exist "
+                f"(needed only to share data with dvc push and pull); set the team's with "
+                f"`dvc remote modify --local storage url PATH` (see docs/team.md)"]
         elif step == ["cd", "digitrec"]:
             continue
         else:

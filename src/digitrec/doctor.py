@@ -68,7 +68,8 @@ def check_remote(remote: Callable[[], tuple[str, str]] = default_remote) -> str:
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
         raise DigitrecError(
-            f"DVC remote {name!r} is the folder {folder}, which {what}; set the team's with "
+            f"DVC remote {name!r} is the folder {folder}, which {what} (needed only to "
+            f"share data with dvc push and pull); set the team's with "
             f"`{SET_REMOTE.format(name=name)}` (see docs/team.md)")
     return f"remote: {name} is the folder {folder}"
 
@@ -80,8 +81,8 @@ def check_model() -> str:
     return f"model: no {MODEL} yet (`dvc pull` fetches it, `dvc repro` trains it)"
 
 
-CHECKS: tuple[Callable[[], str], ...] = (check_project, check_params, check_remote,
-                                         check_model)
+CHECKS: tuple[Callable[[], str], ...] = (check_project, check_params, check_model,
+                                         check_remote)
 
 
 def doctor(report: Callable[[str], None] = print) -> str:
