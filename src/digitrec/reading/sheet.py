@@ -36,11 +36,7 @@ def draw_contact_sheet(readings: list, labels: dict[str, str], path: Path, colum
                   font=small)
         if reading.cleaned is not None:
             sheet.paste(_boxed(reading), (x + 4, y + 18))
-            characters = [] if reading.read is None else reading.read.characters
-            shown_digit = characters[0].seen if len(characters) == 1 else None
-            seen = ((reading.cleaned.digit if shown_digit is None else shown_digit) * 255)
-            sheet.paste(Image.fromarray(seen.astype(np.uint8)).resize((56, 56), Image.NEAREST),
-                        (x + 74, y + 22))
+            sheet.paste(_seen(reading), (x + 74, y + 22))
         if reading.read is None:
             draw.multiline_text((x + 138, y + 24), _wrap(reading.error, 24), fill="#b00000",
                                 font=small)
@@ -62,6 +58,20 @@ def draw_contact_sheet(readings: list, labels: dict[str, str], path: Path, colum
         draw.text((4, rows * cell_h + 4), f"{rest} more pictures are not drawn here; the CSV "
                   f"lists all {len(readings)}", fill="black", font=font)
     save_png(sheet, path)
+
+
+def _seen(reading) -> Image.Image:
+    """What the model read, 56x56: a lone character's 28x28 enlarged, or the first four
+    characters of a number side by side, two by two."""
+    characters = [] if reading.read is None else reading.read.characters
+    seen = [c.seen for c in characters if c.seen is not None] or [reading.cleaned.digit]
+    if len(seen) == 1:
+        return Image.fromarray((seen[0] * 255).astype(np.uint8)).resize((56, 56), Image.NEAREST)
+    tile = Image.new("L", (56, 56), 0)
+    for index, digit in enumerate(seen[:4]):
+        tile.paste(Image.fromarray((digit * 255).astype(np.uint8)),
+                   (28 * (index % 2), 28 * (index // 2)))
+    return tile
 
 
 def _boxed(reading) -> Image.Image:
