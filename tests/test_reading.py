@@ -54,6 +54,15 @@ def read_folder(model_file, folder, tmp_path):
     return batch, outputs
 
 
+def read_picture(model_file, picture: Image.Image, tmp_path) -> predict.Reading:
+    """What the reader makes of one picture, saved as a PNG in a folder of its own."""
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    picture.save(folder / "picture.png")
+    batch, _ = read_folder(model_file, folder, tmp_path)
+    return batch.readings[0]
+
+
 def test_numbers_are_read_whole_left_to_right(model_file, tmp_path):
     folder = tmp_path / "pictures"
     folder.mkdir()
@@ -106,15 +115,11 @@ def test_numbers_on_ruled_paper_and_small_on_a_large_page(model_file, tmp_path):
 
 
 def test_a_digit_drawn_in_two_strokes_is_one_digit(model_file, tmp_path):
-    folder = tmp_path / "pictures"
-    folder.mkdir()
     five = np.asarray(draw_digit(5, 160, pen=0.05, ink=20, paper=235, seed=5)).copy()
     five[:, :] = np.where(np.arange(160)[:, None] < 36, 235, five)  # lift the pen: bar apart
     bar = Image.fromarray(five)
     ImageDraw.Draw(bar).line([(62, 28), (128, 28)], fill=20, width=8)
-    bar.save(folder / "five.png")
-    batch, _ = read_folder(model_file, folder, tmp_path)
-    assert batch.readings[0].text == "5"
+    assert read_picture(model_file, bar, tmp_path).text == "5"
 
 
 def test_letters_and_marks_are_not_digits(model_file, tmp_path):
@@ -185,26 +190,18 @@ def test_labels_take_digit_strings_and_none(tmp_path):
 
 
 def test_a_speck_beside_a_digit_is_no_digit_of_its_own(model_file, tmp_path):
-    folder = tmp_path / "pictures"
-    folder.mkdir()
     nine = draw_digit(9, 160, pen=0.05, ink=20, paper=235, seed=9)
     ImageDraw.Draw(nine).line([(140, 80), (140, 108)], fill=20, width=3)  # a stray short stroke
-    nine.save(folder / "nine.png")
-    batch, _ = read_folder(model_file, folder, tmp_path)
-    assert batch.readings[0].text == "9"
+    assert read_picture(model_file, nine, tmp_path).text == "9"
 
 
 def test_two_lines_of_digits_are_never_a_sure_number(model_file, tmp_path):
-    folder = tmp_path / "pictures"
-    folder.mkdir()
     top = draw_number("12", 120, pen=0.05, ink=20, paper=235, seed=1, gap=0.3)
     page = Image.new("L", (top.width, 2 * top.height), 235)
     page.paste(top, (0, 0))
     page.paste(draw_number("34", 120, pen=0.05, ink=20, paper=235, seed=7, gap=0.3),
                (0, top.height))
-    page.save(folder / "two_lines.png")
-    batch, _ = read_folder(model_file, folder, tmp_path)
-    assert batch.readings[0].status in ("unsure", "not_digits")
+    assert read_picture(model_file, page, tmp_path).status in ("unsure", "not_digits")
 
 
 def test_unsure_follows_the_confidence_shown(model_file, tmp_path):
