@@ -187,6 +187,9 @@ def test_labels_take_digit_strings_and_none(tmp_path):
     with pytest.raises(DigitrecError, match=too_long) as error:
         read_labels(path)
     assert len(str(error.value)) < 300  # the label is not repeated whole
+    path.write_text("file,label\n" + "a.png,7\n" * 100_000)
+    warning, = read_labels(path).warnings
+    assert "a.png on lines 2, 3, 4, 5, 6 and 99995 more" in warning and len(warning) < 300
 
 
 def test_a_speck_beside_a_digit_is_no_digit_of_its_own(model_file, tmp_path):

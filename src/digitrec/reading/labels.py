@@ -75,7 +75,7 @@ def read_labels(path: Path, class_names: Sequence[str] = DIGITS, prefix: str | P
         raise DigitrecError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
     twice = {name: at for name, at in lines.items() if len(at) > 1}
     if twice:
-        listed = "; ".join(f"{name} on lines {', '.join(map(str, at))}"
+        listed = "; ".join(f"{name} on lines {_some(at)}"
                            for name, at in list(twice.items())[:SHOWN_NAMES])
         more = f"; and {len(twice) - SHOWN_NAMES} more" if len(twice) > SHOWN_NAMES else ""
         labels.warnings.append(f"{path}: {len(twice)} names are listed more than once, the "
@@ -139,6 +139,12 @@ def answers(reading: Any, expected: str) -> bool:
     if expected == "":
         return reading.status == "not_digits"
     return reading.status in ("ok", "unsure") and reading.text == expected
+
+
+def _some(lines: list[int]) -> str:
+    """Line numbers as a warning lists them: the first few, then how many more."""
+    more = f" and {len(lines) - SHOWN_NAMES} more" if len(lines) > SHOWN_NAMES else ""
+    return ", ".join(map(str, lines[:SHOWN_NAMES])) + more
 
 
 def _shown(label: str) -> str:
