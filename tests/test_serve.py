@@ -50,7 +50,8 @@ def model_file(tiny_model_file):
 class RunningServer:
     """The app on a real uvicorn server on a free loopback port, in a thread, configured as
     `digitrec serve` configures it; `head_seconds` and `protocol` go to `limits.server_config`,
-    the other bounds to `serve.create_app`."""
+    the other bounds to `serve.create_app` (the drain after an early answer: a second, not
+    ten, so tests do not wait for it)."""
 
     def __init__(self, model_file: Path, head_seconds: float = limits.HEAD_TIME,
                  protocol: type | None = None, max_connections: int = limits.MAX_CONNECTIONS,
@@ -58,7 +59,7 @@ class RunningServer:
         reader = serve.Reader(load_model(model_file), name=model_file.name)
         self.socket = serve.listen("127.0.0.1", 0)
         self.url = serve.url_of(self.socket)
-        app = serve.create_app(reader, **bounds)
+        app = serve.create_app(reader, **{"drain_seconds": 1.0, **bounds})
         self.server = uvicorn.Server(limits.server_config(app, head_seconds, protocol,
                                                           max_connections))
         self.thread = threading.Thread(target=self.server.run, args=([self.socket],),

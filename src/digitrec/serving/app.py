@@ -29,6 +29,7 @@ from digitrec.reading.decode import ImageProblem
 from digitrec.serving.limits import (
     BODY_IDLE,
     BODY_TIME,
+    DRAIN_TIME,
     MAX_BODY,
     MAX_CONNECTIONS,
     MIN_BODY_RATE,
@@ -102,7 +103,8 @@ def web_folder() -> Path:
 
 
 def create_app(reader: Reader, max_bytes: int = MAX_BODY, idle_seconds: float = BODY_IDLE,
-               body_seconds: float = BODY_TIME, min_rate: float = MIN_BODY_RATE) -> Any:
+               body_seconds: float = BODY_TIME, min_rate: float = MIN_BODY_RATE,
+               drain_seconds: float = DRAIN_TIME) -> Any:
     """The ASGI application: the page, `POST /api/predict` and `GET /health`."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
@@ -186,7 +188,8 @@ def create_app(reader: Reader, max_bytes: int = MAX_BODY, idle_seconds: float = 
     return Starlette(
         routes=routes,
         middleware=[Middleware(BodyLimit, max_bytes=max_bytes, idle_seconds=idle_seconds,
-                               seconds=body_seconds, min_rate=min_rate)],
+                               seconds=body_seconds, min_rate=min_rate,
+                               drain_seconds=drain_seconds)],
         exception_handlers={HTTPException: http_error, BodyTooLarge: body_too_large,
                             BodyStalled: body_stalled, ClientDisconnect: client_gone,
                             Exception: server_error},

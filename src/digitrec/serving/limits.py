@@ -59,12 +59,13 @@ class BodyLimit:
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]],
                  max_bytes: int, idle_seconds: float = BODY_IDLE, seconds: float = BODY_TIME,
-                 min_rate: float = MIN_BODY_RATE) -> None:
+                 min_rate: float = MIN_BODY_RATE, drain_seconds: float = DRAIN_TIME) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.idle_seconds = idle_seconds
         self.seconds = seconds
         self.min_rate = min_rate
+        self.drain_seconds = drain_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -119,11 +120,11 @@ class LimitedBody:
             self.complete = not message.get("more_body", False)
         return message
 
-    async def drain(self, max_bytes: int = DRAIN_BYTES, seconds: float = DRAIN_TIME) -> None:
+    async def drain(self, max_bytes: int = DRAIN_BYTES) -> None:
         """Read and drop what is left of the body, up to `max_bytes` and `seconds`: a client
         that sends its whole body before reading (urllib, requests) then reads an early
         answer instead of a reset connection; one that sends more, or slower, is cut."""
-        deadline = time.monotonic() + seconds
+        deadline = time.monotonic() + self.limit.drain_seconds
         dropped = 0
         while not self.complete and dropped <= max_bytes:
             left = deadline - time.monotonic()
