@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from digitrec import cli, files
+from digitrec import cli, files, outputs
 from digitrec.errors import DigitrecError
 from digitrec.examples import draw_digit
 from digitrec.reading import batch
@@ -132,46 +132,46 @@ def block_device(folder: Path) -> Path:
 
 
 def test_check_output_refuses_what_writing_would_destroy(tmp_path):
-    kind = files.csv_kind(["file", "prediction"])
+    kind = outputs.csv_kind(["file", "prediction"])
     ours = tmp_path / "ours.csv"
     ours.write_bytes(b"file,prediction,x\n")
-    files.check_output(ours, kind)
+    outputs.check_output(ours, kind)
     (tmp_path / "empty.csv").write_bytes(b"")
-    files.check_output(tmp_path / "empty.csv", kind)
-    files.check_output(tmp_path / "new" / "deeper" / "x.csv", kind)
+    outputs.check_output(tmp_path / "empty.csv", kind)
+    outputs.check_output(tmp_path / "new" / "deeper" / "x.csv", kind)
     foreign = tmp_path / "notes.csv"
     foreign.write_text("my notes")
     with pytest.raises(DigitrecError, match="notes.csv: exists and is a file that is not a "
                                             "CSV starting file,prediction,...; not replacing "
                                             "it without --force"):
-        files.check_output(foreign, kind)
-    files.check_output(foreign, kind, force=True)
+        outputs.check_output(foreign, kind)
+    outputs.check_output(foreign, kind, force=True)
     with pytest.raises(DigitrecError, match=r"move it away first"):
-        files.check_output(foreign, kind, forced_by="")
+        outputs.check_output(foreign, kind, forced_by="")
     with pytest.raises(DigitrecError, match="is one of this command's inputs"):
-        files.check_output(ours, kind, inputs=[tmp_path / "a", ours], force=True)
+        outputs.check_output(ours, kind, inputs=[tmp_path / "a", ours], force=True)
     os.link(ours, tmp_path / "hard.csv")  # the same file by another name
     with pytest.raises(DigitrecError, match="hard.csv: is one of this command's inputs"):
-        files.check_output(tmp_path / "hard.csv", kind, inputs=[ours])
+        outputs.check_output(tmp_path / "hard.csv", kind, inputs=[ours])
     with pytest.raises(DigitrecError, match="is a folder; give a file name"):
-        files.check_output(tmp_path, kind)
+        outputs.check_output(tmp_path, kind)
     try:
         disk = block_device(tmp_path)
     except PermissionError:
         disk = None
     if disk is not None:
         with pytest.raises(DigitrecError, match="disk: is a block device"):
-            files.check_output(disk, kind, force=True)
+            outputs.check_output(disk, kind, force=True)
     listening = socket.socket(socket.AF_UNIX)
     listening.bind(str(tmp_path / "sock"))
     try:
         with pytest.raises(DigitrecError, match="sock: is a socket"):
-            files.check_output(tmp_path / "sock", kind, force=True)
+            outputs.check_output(tmp_path / "sock", kind, force=True)
     finally:
         listening.close()
     with pytest.raises(DigitrecError, match=r"x\.\.\.\(3\d\d characters\)\.\.\.x+: "
                                             r"cannot write.*: the name is too long"):
-        files.check_output(tmp_path / ("x" * 300), kind)
+        outputs.check_output(tmp_path / ("x" * 300), kind)
 
 
 # --- the commands ------------------------------------------------------------------------

@@ -19,7 +19,8 @@ import numpy as np
 
 from digitrec.catalog import IMAGE_SHAPE, NUM_CLASSES
 from digitrec.errors import DigitrecError
-from digitrec.files import Kind, atomic_path, starts_with
+from digitrec.files import atomic_path
+from digitrec.outputs import Kind, starts_with
 
 KERAS_MODEL = Kind("a Keras model", starts_with(b"PK\x03\x04"))  # a .keras file is a zip
 MAX_UNPACKED_BYTES = 2 << 30    # a .keras archive that unpacks larger is refused (zip bomb)

@@ -28,8 +28,9 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from digitrec.catalog import Dataset, FileSpec
+from digitrec.data.attempt import MirrorError, UnreachableError
 from digitrec.data.credentials import ENV_REFERENCE
-from digitrec.data.transfer import MirrorError, Retries, UnreachableError, fetch_to
+from digitrec.data.transfer import Retries, fetch_to
 from digitrec.errors import DigitrecError, redact
 from digitrec.files import WriteError, atomic_path, sha256_file
 from digitrec.params import DownloadParams

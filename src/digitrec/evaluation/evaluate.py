@@ -21,8 +21,9 @@ import numpy as np
 from digitrec import scoring
 from digitrec.data.prepared import load_negatives, load_split
 from digitrec.evaluation.figures import draw_confusion, draw_mistakes
-from digitrec.files import JSON, atomic_paths, atomic_write_csv, atomic_write_json, check_output
+from digitrec.files import atomic_paths, atomic_write_csv, atomic_write_json
 from digitrec.modelfile import load_model
+from digitrec.outputs import JSON, check_output
 
 PREDICT_BATCH = 1000
 

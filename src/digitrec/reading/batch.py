@@ -24,15 +24,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from digitrec.errors import DigitrecError
-from digitrec.files import (
-    JSON,
-    PNG,
-    atomic_paths,
-    atomic_write_csv,
-    atomic_write_json,
-    check_output,
-    csv_kind,
-)
+from digitrec.files import atomic_paths, atomic_write_csv, atomic_write_json
+from digitrec.outputs import JSON, PNG, check_output, csv_kind
 from digitrec.parallel import worker_pool
 from digitrec.params import PredictParams
 from digitrec.reading.classify import read_numbers, read_whole
@@ -119,7 +112,7 @@ class BatchOutputs:
 
     def check(self, inputs: Sequence[Path], class_names: Sequence[str]) -> None:
         """Refuse, before any work, an output that would destroy what is there
-        (`files.check_output`); `inputs` are the model, labels files and pictures."""
+        (`outputs.check_output`); `inputs` are the model, labels files and pictures."""
         for path, kind in ((self.csv, csv_kind(columns(class_names), LEGACY_COLUMNS)),
                            (self.contact_sheet, PNG), (self.metrics, JSON),
                            (self.readings, JSON)):

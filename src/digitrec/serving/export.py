@@ -23,17 +23,8 @@ import numpy as np
 
 from digitrec import scoring
 from digitrec.errors import DigitrecError
-from digitrec.files import (
-    Kind,
-    check_output,
-    disk_errors,
-    holds_only,
-    make_shareable,
-    put_file,
-    replace_dir,
-    staging_dir,
-    starts_with,
-)
+from digitrec.files import disk_errors, make_shareable, put_file, replace_dir, staging_dir
+from digitrec.outputs import Kind, check_output, holds_only, starts_with
 from digitrec.paths import MODEL
 
 TOLERANCE = 1e-4
@@ -168,7 +159,7 @@ def _importable(name: str) -> bool:
 def staged_output(output: Path, format: str) -> Iterator[Path]:
     """A path in a scratch folder beside `output` to export to; put at `output` only when
     the block succeeds (a folder swapped in, a file renamed, or written into a device).
-    What is at `output` is checked first (`export`: `files.check_output`)."""
+    What is at `output` is checked first (`export`: `outputs.check_output`)."""
     with staging_dir(output) as staging:
         artifact = staging / f"model{FORMATS[format].suffix}"
         yield artifact

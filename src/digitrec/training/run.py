@@ -22,14 +22,9 @@ from typing import Any, Protocol
 
 from digitrec.backend import keras, tf
 from digitrec.errors import DigitrecError
-from digitrec.files import (
-    check_output,
-    disk_error_of,
-    disk_errors,
-    disk_message,
-    replace_dir,
-)
+from digitrec.files import disk_error_of, disk_errors, disk_message, replace_dir
 from digitrec.modelfile import KERAS_MODEL, save_model
+from digitrec.outputs import check_output
 from digitrec.params import TrainParams
 from digitrec.paths import TrainOutputs
 from digitrec.training import models
