@@ -394,7 +394,7 @@ def write_outputs(batch: BatchReport, outputs: BatchOutputs) -> None:
             from digitrec.reading.sheet import draw_contact_sheet
 
             draw_contact_sheet(batch.readings, batch.labels, staged["sheet"],
-                               class_names=batch.class_names, limit=SHEET_LIMIT)
+                               limit=SHEET_LIMIT)
         if "metrics" in staged:
             atomic_write_json(staged["metrics"], {key: value for key, value in
                                                   batch.figures.items() if key in HEADLINE})

@@ -62,9 +62,9 @@ def read_cleaned(model: Any, cleaned: Sequence[Cleaned]) -> tuple[np.ndarray, np
     return probabilities, digits
 
 
-
 def read_numbers(model: Any, cleaned: Sequence[Cleaned], unsure_below: float) -> list[Read]:
-    """What each cleaned picture says (`number.choose`), all candidates read in one batch.
+    """What each cleaned picture says (`number.choose`), the candidates of all the pictures
+    read together (`predict_digits`, BATCH at a time).
 
     A picture whose EXIF turn is doubtful has a second layout (as stored); the reading with
     more digits-worth of confidence is kept, a reading with digits over `not_digits`.

@@ -42,7 +42,7 @@ from digitrec.reading.decode import (
     to_working_size,
 )
 from digitrec.reading.digit import centre_by_mass, normalise_digit, stroke_width
-from digitrec.reading.segment import Candidate, candidates, find_marks, stacked
+from digitrec.reading.segment import EIGHT_CONNECTED, Candidate, candidates, find_marks, stacked
 
 MIN_CONTRAST = 0.06       # ink must differ from the background by this much (of full range)
 FLAT_BACKGROUND = 0.04    # a background this even (99th percentile) needs no flattening
@@ -53,7 +53,6 @@ RULED_SPAN = 0.6          # a horizontal stroke this share of the width long may
 MARGIN_HEIGHT = 1.8       # a piece cut by the edge this much taller than the writing: margin
 THIN_INK_PIXELS = 20      # a thin pen on a large canvas leaves at least this many ink pixels
 NOISE_MARGIN = 4.0        # ...at least this many times brighter than the background's noise
-EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
 @dataclass

@@ -69,10 +69,6 @@ class Read:
     split_doubtful: bool = False
     turned: bool = True               # upright by the EXIF tag (False: as the file stores it)
 
-    @property
-    def digits(self) -> list[Character]:
-        return [c for c in self.characters if c.digit_like]
-
 
 def _part_cost(probabilities: np.ndarray, aspect: float, height: float) -> float:
     return (-math.log(max(float(probabilities.max()), FLOOR))

@@ -3,7 +3,6 @@ a few pictures (the docs' figure)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ CAPTION = 30
 
 
 def draw_contact_sheet(readings: list, labels: dict[str, str], path: Path, columns: int = 4,
-                       class_names: Sequence[str] | None = None, *, limit: int) -> None:
+                       *, limit: int) -> None:
     """Per picture: the original with a box round each character found (green a digit, red
     not a digit), the 28x28 the model saw (of a lone digit), what it says and how sure.
 
