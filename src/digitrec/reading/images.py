@@ -49,9 +49,12 @@ FLAT_BACKGROUND = 0.04    # a background this even (99th percentile) needs no fl
 SPECK_FRACTION = 0.06     # pieces smaller than this share of the largest piece are specks
 DETAIL_HEIGHT = 24        # marks shorter than this (px of the ink map) get a closer look
 DETAIL_SIDE = 1024        # ...decoded at up to this longest side
+SIDEWAYS = 3              # ...with this many mark heights either side of them
 RULED_SPAN = 0.6          # a horizontal stroke this share of the width long may be a line
 MARGIN_HEIGHT = 1.8       # a piece cut by the edge this much taller than the writing: margin
 THIN_INK_PIXELS = 20      # a thin pen on a large canvas leaves at least this many ink pixels
+FLOOR_DIV = 8             # the background's window is at least this share of the picture
+MOST_INK = 0.35           # more of a picture above the ink threshold is background
 NOISE_MARGIN = 4.0        # ...at least this many times brighter than the background's noise
 
 
@@ -143,16 +146,29 @@ def flatten_background(gray: np.ndarray) -> np.ndarray:
     background = small[small <= threshold]
     if background.size and np.percentile(background, 99) < FLAT_BACKGROUND:
         return gray  # a clean drawing or scan: nothing to flatten
-    stroke = stroke_width(small > threshold)  # in pixels of `small`
-    window = max(3, int(3 * stroke) + 1, max(small.shape) // 8)
-    background = ndimage.grey_opening(small, size=(window, window))
-    background = ndimage.uniform_filter(background, size=max(3, window // 2))
+    floor = max(3, max(small.shape) // FLOOR_DIV)
+    above = small > threshold
+    stroke = stroke_width(above)  # in pixels of `small`
+    if above.mean() > MOST_INK and 3 * stroke + 1 > floor:
+        # Ink never covers that much: a background brighter than the ink in places (a
+        # webcam's vignette) fooled the threshold, and with it the stroke width. Measure
+        # it again on a first flattening.
+        rough = small - _background(small, floor)
+        stroke = min(stroke, stroke_width(rough > otsu_threshold(rough)))
+    window = max(floor, int(3 * stroke) + 1)
+    background = _background(small, window)
     if scale > 1:
         size = (gray.shape[1], gray.shape[0])
         background = np.asarray(Image.fromarray(background, "F").resize(size, Image.BILINEAR))
     flat = np.clip(gray - background, 0, None)
     sigma = max(0.0, max(gray.shape) / 384)  # soften sensor noise and JPEG blocks
     return ndimage.gaussian_filter(flat, sigma, truncate=2.0) if sigma >= 0.5 else flat
+
+
+def _background(small: np.ndarray, window: int) -> np.ndarray:
+    """The paper's brightness: ink (narrower than `window`) opened away, then smoothed."""
+    opened = ndimage.grey_opening(small, size=(window, window))
+    return ndimage.uniform_filter(opened, size=max(3, window // 2))
 
 
 def find_ink(flat: np.ndarray) -> np.ndarray:
@@ -301,10 +317,12 @@ def closer_look(source: str | Path | BinaryIO, cleaned: Cleaned) -> Layout | Non
     heights = [bottom - top for _, top, _, bottom in first.marks]
     if not heights or float(np.median(heights)) >= DETAIL_HEIGHT or first.scale <= 1.25:
         return None
+    # Wider than high: a number may go on to the left and right in digits too faint to be
+    # found at the working size.
     margin = float(np.median(heights))
-    left = max(0.0, min(b[0] for b in first.marks) - margin) * first.scale
+    left = max(0.0, min(b[0] for b in first.marks) - SIDEWAYS * margin) * first.scale
+    right = (max(b[2] for b in first.marks) + SIDEWAYS * margin) * first.scale
     top = max(0.0, min(b[1] for b in first.marks) - margin) * first.scale
-    right = (max(b[2] for b in first.marks) + margin) * first.scale
     bottom = (max(b[3] for b in first.marks) + margin) * first.scale
     if hasattr(source, "seek"):
         source.seek(0)
