@@ -137,39 +137,15 @@ def test_pull_refuses_a_corrupt_object(pipeline_run, webdav, tmp_path):
     assert "metrics/eval.json" in teammate.dvc("metrics", "show").stdout
 
 
-def test_metrics_params_and_plots_diff_between_commits_need_no_pull(pipeline_run, tmp_path):
-    """A second run's numbers against the first: in the workspace, then committed, in a
-    clone that pulled nothing at all. (Also the evaluate stage's end-to-end check: one second
-    run serves both.)"""
-    project = pipeline_run
-    assert "eval.json" in project.run("git", "ls-files", "metrics").stdout
-    shown = project.dvc("metrics", "show").stdout
-    assert "metrics/eval.json" in shown and "macro_f1" in shown
-
-    project.set_params(train={"epochs": 2})
-    project.dvc("repro")
-    params = project.dvc("params", "diff").stdout
-    (row,) = [line.split() for line in params.splitlines() if "train.epochs" in line]
-    assert row[-2:] == ["1", "2"], params  # HEAD, then the workspace
-    metrics = project.dvc("metrics", "diff").stdout
-    assert "metrics/eval.json" in metrics and "accuracy" in metrics
-    html = tmp_path / "plots-diff"
-    project.dvc("plots", "diff", "HEAD", "-o", str(html))
-    page = (html / "index.html").read_text()
-    assert "confusion" in page.lower() and "loss" in page.lower()
-
-    commit(project, "two epochs")
-    teammate = clone(project, tmp_path / "fresh")  # nothing pulled at all
-    diff = teammate.dvc("metrics", "diff", "HEAD~1").stdout
-    assert "metrics/eval.json" in diff and "accuracy" in diff
-    assert "train.epochs" in teammate.dvc("params", "diff", "HEAD~1").stdout
-
-
-def test_experiments_walkthrough_does_what_its_comments_say(pipeline_run):
+def test_experiments_walkthrough_does_what_its_comments_say_and_diffs_need_no_pull(
+        pipeline_run, tmp_path):
     """The docs' experiments block, run top to bottom in a clean workspace: each queued
     variant is the committed recipe with its one change (the models queued after
     `-S train.epochs=3` do not inherit it), the workspace is left as it was, and the
-    `dvc exp show` line fits a 200-column terminal without collapsing a column into `…`."""
+    `dvc exp show` line fits a 200-column terminal without collapsing a column into `…`.
+    Then `dvc exp apply` of the 3-epoch run is a second run's numbers against the first
+    (also the evaluate stage's end-to-end check): params, metrics and plots diffs in the
+    workspace, then committed, in a clone that pulled nothing at all."""
     project = pipeline_run
     *runs, show = doc_commands("experiments.md", "## Try variants")
     assert [command[:3] for command in runs] == [["dvc", "exp", "run"]] * 3
@@ -178,8 +154,8 @@ def test_experiments_walkthrough_does_what_its_comments_say(pipeline_run):
     assert project.run("git", "status", "--porcelain").stdout == ""
 
     rows = list(csv.DictReader(io.StringIO(project.dvc(*show[1:], "--csv").stdout)))
-    experiments = sorted((row["train.model"], row["train.epochs"]) for row in rows
-                         if row["typ"].startswith("branch"))
+    branches = [row for row in rows if row["typ"].startswith("branch")]
+    experiments = sorted((row["train.model"], row["train.epochs"]) for row in branches)
     committed = str(PIPELINE_TRAIN["epochs"])
     assert experiments == sorted([("auto", "3"), ("cnn3", committed), ("mlp", committed)])
 
@@ -189,12 +165,113 @@ def test_experiments_walkthrough_does_what_its_comments_say(pipeline_run):
     assert "…" not in table, table
     header = table.splitlines()[1]
     metrics = {f"{file}:{key}" if key == "accuracy" else key  # DVC's name for a name clash
-               for file in ("metrics/eval.json", "metrics/predict.json")
-               for key in flat_keys(json.loads((project.root / file).read_text()))}
+               for file in METRICS for key in flat_keys(json.loads(
+                   (project.root / file).read_text()))}
     assert {"metrics/eval.json:accuracy", "metrics/predict.json:accuracy", "ece",
             "val.accuracy", "train.model", "train.epochs"} <= set(header.split())
     assert set(header.split()) - {"Experiment", "Created"} <= metrics | {
         "train.model", "train.epochs"}, header
+
+    # The committed run's numbers, then the 3-epoch experiment's in the workspace.
+    shown = json.loads(project.dvc("metrics", "show", "--json").stdout)
+    assert shown[""]["data"] == {file: {"data": committed_json(project, "HEAD", file)}
+                                 for file in METRICS}
+    (longer,) = [row["Experiment"] for row in branches if row["train.epochs"] == "3"]
+    project.dvc("exp", "apply", longer)
+    params = project.dvc("params", "diff").stdout
+    (row,) = [line.split() for line in params.splitlines() if "train.epochs" in line]
+    assert row == ["params.yaml", "train.epochs", committed, "3"], params  # HEAD, workspace
+    assert json.loads(project.dvc("metrics", "diff", "--json").stdout) == {
+        file: changed(committed_json(project, "HEAD", file),
+                      json.loads((project.root / file).read_text()))
+        for file in METRICS}
+    html = tmp_path / "plots-diff"
+    project.dvc("plots", "diff", "HEAD", "-o", str(html))
+    assert_plots_diff_shows_both_runs(project, html)
+
+    commit(project, "three epochs")
+    teammate = clone(project, tmp_path / "fresh")  # nothing pulled at all
+    table = teammate.dvc("metrics", "diff", "HEAD~1").stdout
+    expected = [[file, key, shown_number(old), shown_number(new)]
+                for file in METRICS
+                for key, (old, new) in sorted(changed_pairs(
+                    committed_json(project, "HEAD~1", file),
+                    committed_json(project, "HEAD", file)).items())]
+    assert [line.split()[:4] for line in table.splitlines()[1:]] == expected, table
+    assert len(expected) >= 5, table  # a longer run changes the headline numbers
+    params = teammate.dvc("params", "diff", "HEAD~1").stdout.splitlines()
+    assert [line.split() for line in params[1:]] == [
+        ["params.yaml", "train.epochs", committed, "3"]]
+
+
+METRICS = ("metrics/eval.json", "metrics/predict.json")
+
+
+def committed_json(project, revision: str, path: str) -> dict:
+    return json.loads(project.run("git", "show", f"{revision}:{path}").stdout)
+
+
+def flat_values(values: dict, prefix: str = "") -> dict:
+    """A metrics file's numbers by the dotted names DVC gives them."""
+    flat = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        flat.update(flat_values(value, f"{name}.") if isinstance(value, dict)
+                    else {name: value})
+    return flat
+
+
+def changed_pairs(old: dict, new: dict) -> dict:
+    old, new = flat_values(old), flat_values(new)
+    return {key: (old.get(key), new.get(key)) for key in old.keys() | new.keys()
+            if old.get(key) != new.get(key)}
+
+
+def changed(old: dict, new: dict) -> dict:
+    """What `dvc metrics diff --json` says of one file: each changed number, old and new."""
+    result = {}
+    for key, (before, after) in changed_pairs(old, new).items():
+        assert before is not None and after is not None, key
+        result[key] = {"old": before, "new": after, "diff": pytest.approx(after - before)}
+    return result
+
+
+def shown_number(value) -> str:
+    """A number as `dvc metrics diff` prints it (rounded to 5 decimals)."""
+    return str(round(value, 5))
+
+
+def assert_plots_diff_shows_both_runs(project, html: Path) -> None:
+    """The page's plots hold each revision's own rows, and its images are both runs'."""
+    page = (html / "index.html").read_text()
+    specs = {}
+    for chunk in page.split("var spec = ")[1:]:
+        spec, _ = json.JSONDecoder().raw_decode(chunk)
+        title = spec.get("title")
+        specs[title["text"] if isinstance(title, dict) else title] = spec
+    assert {"Loss", "Accuracy", "Confusion matrix (test)",
+            "Per-class accuracy (test)"} <= set(specs), sorted(specs, key=str)
+
+    def rows(title, rev, fields):
+        return sorted(tuple(value[field] for field in fields)
+                      for value in specs[title]["data"]["values"] if value["rev"] == rev)
+
+    def tsv(text):
+        return [tuple(line.split("\t")) for line in text.strip().splitlines()[1:]]
+
+    for rev, read in (("workspace", lambda name: (project.root / name).read_text()),
+                      ("HEAD", lambda name: project.run("git", "show", f"HEAD:{name}").stdout)):
+        loss = [(step, value) for name in ("train", "val") for step, value in
+                tsv(read(f"metrics/train/plots/metrics/{name}/loss.tsv"))]
+        assert rows("Loss", rev, ("step", "loss")) == sorted(loss), rev
+        confusion = list(csv.reader(io.StringIO(read("metrics/eval/confusion.csv"))))[1:]
+        assert rows("Confusion matrix (test)", rev, ("actual", "predicted")) == sorted(
+            map(tuple, confusion)), rev
+    assert len(rows("Loss", "workspace", ("step",))) == 2 * 3  # train and val, 3 epochs
+    for image in ("confusion", "mistakes"):
+        for rev in ("workspace", "HEAD"):
+            png = (html / "static" / f"{rev}_metrics_eval_{image}.png").read_bytes()
+            assert png[:4] == b"\x89PNG", (rev, image)
 
 
 class WebDAVServer:
