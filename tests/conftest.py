@@ -7,6 +7,23 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from helpers import MirrorServer, committed_params_text  # noqa: E402
 
+# Fixtures that make a test slow in the marker's sense (pyproject.toml: it runs DVC, a
+# subprocess, or trains a model): every test that uses one, directly or through another
+# fixture, is marked `slow`, so `pytest -m "not slow"` never waits for them.
+SLOW_FIXTURES = {"project",  # runs git in a fresh copy of the project
+                 "trains_a_model"}  # requested by each fixture that trains one
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def trains_a_model():
+    """Nothing: a fixture that trains a model requests it, which marks its tests `slow`."""
+
 
 @pytest.fixture
 def mirror(tmp_path):
@@ -96,7 +113,7 @@ def pipeline_run(pipeline_ran):
 
 
 @pytest.fixture(scope="session")
-def tiny_model_file(tmp_path_factory):
+def tiny_model_file(tmp_path_factory, trains_a_model):
     """The small model that reads drawn digits (tiny_model.py), trained once per session
     and shared read-only by the predict, serve and export tests."""
     from tiny_model import train_tiny_model

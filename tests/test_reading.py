@@ -18,7 +18,7 @@ from digitrec.reading.labels import answers
 
 
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
+def model_file(tmp_path_factory, trains_a_model):
     """A small model that reads the drawn digits and spreads its belief evenly over the ten
     classes for negatives (outlier exposure), as the pipeline's model is trained to."""
     keras.utils.set_random_seed(0)
