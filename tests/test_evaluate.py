@@ -116,5 +116,5 @@ def test_evaluate_writes_metrics_plots_and_pngs(tmp_path):
 
 
 # `dvc metrics diff` and `dvc plots diff` between two real runs of the pipeline: in
-# test_team.py (test_metrics_params_and_plots_diff_between_commits_need_no_pull), which
-# shares the session's pipeline run.
+# test_team.py (test_experiments_walkthrough_does_what_its_comments_say_and_diffs_need_no_pull),
+# which shares the session's pipeline run and an experiment's second run.

@@ -82,37 +82,15 @@ def test_accuracy(root: Path, split: str = "test") -> float:
 test_accuracy.__test__ = False  # a helper, not a test
 
 
-@pytest.mark.slow
-def test_two_workers_train_one_model_as_good_as_one_process(machines, project):
-    chief, second = machines
-    chief_out, worker_out = finish(start_workers((chief, second), project.env))
-    assert "Epoch 3/3" in chief_out and "train: digitnet (66,778 parameters)" in chief_out
-
-    # The chief alone wrote outputs; the other worker left nothing behind.
-    assert (chief / "models/model.keras").exists()
-    assert sorted(p.name for p in (chief / "models/checkpoints").iterdir()) == [
-        "epoch-001.keras", "epoch-002.keras", "epoch-003.keras"]
-    logged = json.loads((chief / "metrics/train/metrics.json").read_text())
-    # The averaged weights were validated, as they were saved.
-    assert logged["val"]["accuracy"] == pytest.approx(test_accuracy(chief, "val"), abs=1e-6)
-    assert not (second / "models").exists() and not (second / "metrics").exists()
-    assert list((second / "tmp").glob("digitrec*")) == []
-
-    # The same global batch in one process reaches the same accuracy, within noise.
-    single = second
-    project.__class__(single, project.env).set_params(train={"strategy": "auto"})
-    run_stage(single, "train")  # in this process: no TF_CONFIG, no cluster
-    two, one = test_accuracy(chief), test_accuracy(single)
-    print(f"test accuracy: one process {one:.3f}, two workers {two:.3f}")
-    assert one > 0.5 and two > 0.5, (one, two)  # both learned (chance is 0.1)
-    assert abs(two - one) < 0.15, (one, two)
-
-
-KILLED_RUN_EPOCHS = 6  # killed after 2: enough left that the kill comes mid-run
+KILLED_RUN_EPOCHS = 5  # killed after 2: enough left that the kill comes mid-run
 
 
 @pytest.mark.slow
-def test_killed_worker_then_restarted_job_resumes(machines, project):
+def test_killed_worker_then_restarted_job_resumes_as_good_as_one_process(machines, project):
+    """A machine dies mid-run: the chief says so in one line and stops; the job started
+    again on both resumes from the last completed epoch, the chief alone writes outputs,
+    and the model is as good as the same global batch trained in one process. (One cluster
+    run serves the resume and the two-worker training checks: each costs two TF startups.)"""
     chief, second = machines
     project.set_params(train={"epochs": KILLED_RUN_EPOCHS})
     project.__class__(second, project.env).set_params(train={"epochs": KILLED_RUN_EPOCHS})
@@ -135,14 +113,33 @@ def test_killed_worker_then_restarted_job_resumes(machines, project):
     assert 2 <= done < KILLED_RUN_EPOCHS
 
     chief_out, _ = finish(start_workers((chief, second), project.env))
+    assert "train: digitnet (66,778 parameters)" in chief_out
     assert f"Resuming from epoch {done + 1}/{KILLED_RUN_EPOCHS}" in chief_out
     assert f"Epoch 1/{KILLED_RUN_EPOCHS}" not in chief_out
     assert f"Epoch {done + 1}/{KILLED_RUN_EPOCHS}" in chief_out
     loss_rows = (chief / "metrics/train/plots/metrics/train/loss.tsv").read_text()
     assert len(loss_rows.strip().splitlines()[1:]) == KILLED_RUN_EPOCHS
-    assert (chief / "models/model.keras").exists()
     assert not (chief / "models/.backup").exists()
+
+    # The chief alone wrote outputs; the other worker left nothing behind.
+    assert (chief / "models/model.keras").exists()
+    assert sorted(p.name for p in (chief / "models/checkpoints").iterdir()) == [
+        f"epoch-{epoch:03d}.keras" for epoch in range(KILLED_RUN_EPOCHS - 2,
+                                                        KILLED_RUN_EPOCHS + 1)]
+    logged = json.loads((chief / "metrics/train/metrics.json").read_text())
+    # The averaged weights were validated, as they were saved.
+    assert logged["val"]["accuracy"] == pytest.approx(test_accuracy(chief, "val"), abs=1e-6)
+    assert not (second / "models").exists() and not (second / "metrics").exists()
     assert list((second / "tmp").glob("digitrec*")) == []
+
+    # The same global batch in one process reaches the same accuracy, within noise.
+    single = second
+    project.__class__(single, project.env).set_params(train={"strategy": "auto"})
+    run_stage(single, "train")  # in this process: no TF_CONFIG, no cluster
+    two, one = test_accuracy(chief), test_accuracy(single)
+    print(f"test accuracy: one process {one:.3f}, two workers {two:.3f}")
+    assert one > 0.5 and two > 0.5, (one, two)  # both learned (chance is 0.1)
+    assert abs(two - one) < 0.15, (one, two)
 
 
 def test_batch_that_does_not_split_evenly_is_a_clear_error(project, monkeypatch):
