@@ -101,7 +101,12 @@ def test_evaluate_writes_metrics_plots_and_pngs(tmp_path):
     expected = scoring.refusal_auroc(model.predict(np.asarray(test_images), verbose=0),
                                      model.predict(negatives, verbose=0))
     assert metrics["refusal_auroc"] == pytest.approx(expected, abs=1e-6)
-    assert 0 <= metrics["refusal_auroc"] <= 1
+    # By its definition: the chance a digit's top probability is above a negative's (ties
+    # count half), over every pair.
+    digit_top = model.predict(np.asarray(test_images), verbose=0).max(1)[:, None]
+    negative_top = model.predict(negatives, verbose=0).max(1)[None, :]
+    pairs = (digit_top > negative_top).mean() + 0.5 * (digit_top == negative_top).mean()
+    assert metrics["refusal_auroc"] == pytest.approx(pairs, abs=1e-6)
 
     rows = (tmp_path / "plots/confusion.csv").read_text().splitlines()
     assert rows[0] == "actual,predicted" and len(rows) == 121
