@@ -9,12 +9,12 @@ pictures with no digit at all.
 Each folder holds pictures and a labels.csv: `file,label` with the digits as text for the
 digit and number sets, `file,category` for the no-digit set. For each set it prints the
 exact-reading accuracy (the number read exactly; for the no-digit set, answered
-`not_digits`), the share read exactly and `ok` (not unsure), the digit accuracy
-(1 - edit distance / length), the false refusals (real digits answered `not_digits`) and
-the pictures per second (decoding, cleaning, segmenting and reading, after the model is
-loaded; the same path as `digitrec predict`). `--sweep` also prints the three headline
-rates for other values of `number.NOT_DIGIT_BELOW` and `LONE_NOT_DIGIT_BELOW`, to pick
-the operating point.
+`not_digits`, also per category when labels.csv has a `category` column), the share read
+exactly and `ok` (not unsure), the digit accuracy (1 - edit distance / length), the false
+refusals (real digits answered `not_digits`) and the pictures per second (decoding,
+cleaning, segmenting and reading, after the model is loaded; the same path as `digitrec
+predict`). `--sweep` also prints the three headline rates for other values of
+`number.NOT_DIGIT_BELOW` and `LONE_NOT_DIGIT_BELOW`, to pick the operating point.
 """
 
 from __future__ import annotations
@@ -38,6 +38,26 @@ def expected_texts(folder: Path) -> dict[str, str]:
     """name -> the digits the picture holds ("" for the no-digit set, which has no label)."""
     with open(folder / "labels.csv", encoding="utf-8", newline="") as f:
         return {row["file"]: row.get("label") or "" for row in csv.DictReader(f)}
+
+
+def categories(folder: Path) -> dict[str, str]:
+    """name -> the picture's category in labels.csv (empty without that column); a picture
+    marked `ambiguous: yes` (a letter shaped as a digit: O, S, Z, l) counts as a look-alike."""
+    with open(folder / "labels.csv", encoding="utf-8", newline="") as f:
+        return {row["file"]: "look-alike" if row.get("ambiguous") == "yes" else
+                row.get("category") or "" for row in csv.DictReader(f)}
+
+
+def by_category(readings: list[predict.Reading], folder: Path) -> str:
+    """Refused / pictures for each category of the no-digit set, e.g. `letter 21/24`."""
+    kinds = categories(folder)
+    counts: dict[str, list[int]] = {}
+    for reading in readings:
+        if kinds.get(reading.name):
+            count = counts.setdefault(kinds[reading.name], [0, 0])
+            count[0] += reading.status == "not_digits"
+            count[1] += 1
+    return ", ".join(f"{kind} {done}/{total}" for kind, (done, total) in sorted(counts.items()))
 
 
 def read_set(model: Path, folder: Path) -> tuple[list[predict.Reading], float]:
@@ -93,6 +113,8 @@ def main() -> None:
         if name == "no digit":
             print(f"{name:14} {figures['pictures']:4} pictures: refused (not_digits) "
                   f"{figures['exact']:.1%}; {speed:.1f} pictures/s")
+            if kinds := by_category(readings, folder):
+                print(f"{'':14} refused by category: {kinds}")
         else:
             print(f"{name:14} {figures['pictures']:4} pictures: exact {figures['exact']:.1%}, "
                   f"exact and ok {figures['exact_and_ok']:.1%}, digit accuracy "

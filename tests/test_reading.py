@@ -222,3 +222,17 @@ def test_unsure_follows_the_confidence_shown(model_file, tmp_path):
     with open(outputs.csv, encoding="utf-8", newline="") as f:
         row = next(r for r in csv.DictReader(f) if r["file"] == "k.png")
     assert (row["status"], row["prediction"], row["unsure"]) == ("not_digits", "", "false")
+
+
+def test_a_word_with_two_strays_is_no_number_one_stray_is_left_out():
+    from digitrec.reading.number import Character, judge
+
+    def character(left: int, probabilities: np.ndarray) -> Character:
+        return Character((left, 0, left + 20, 30), probabilities)
+
+    sure = [character(30 * i, np.eye(10)[d] * 0.97 + 0.003) for i, d in enumerate((4, 2, 7))]
+    spread = np.full(10, 0.1)
+    one = judge([*sure, character(90, spread)], unsure_below=0.5)
+    assert (one.status, one.text) == ("unsure", "427")
+    two = judge([*sure, character(90, spread), character(120, spread)], unsure_below=0.5)
+    assert (two.status, two.text) == ("not_digits", "")

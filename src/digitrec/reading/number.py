@@ -32,6 +32,7 @@ SHORT_COST = 10.0         # per unit of height below SHORT (a speck is no digit 
 DOUBT = math.log(1.5)     # another count of digits this close makes the split unsure...
 CLEAR = 0.95              # ...unless every digit read is at least this sure
 FLOOR = 1e-6              # probabilities are floored before the log
+MAX_STRAYS = 2            # this many characters that are no digit make a word, not a number
 
 
 @dataclass
@@ -140,8 +141,9 @@ def judge(characters: list[Character], unsure_below: float, split_doubtful: bool
 
     A character is a digit when its `likeness` reaches `below` (the second value for a lone
     character: a mark with digits beside it is more likely one itself). Mostly not-digit
-    characters (by area) make the picture `not_digits`; otherwise the digits are the text (a
-    stray non-digit beside them is left out and makes the reading unsure). The confidence is
+    characters (by area), or MAX_STRAYS of them (a word whose letters half read as digits),
+    make the picture `not_digits`; otherwise the digits are the text (one stray non-digit
+    beside them is left out and makes the reading unsure). The confidence is
     the product of the digits' confidences, the chance all are right; below `unsure_below`
     the reading is unsure.
     """
@@ -151,7 +153,8 @@ def judge(characters: list[Character], unsure_below: float, split_doubtful: bool
     area = [max(1, (c.box[2] - c.box[0]) * (c.box[3] - c.box[1])) for c in characters]
     refused = sum(a for a, c in zip(area, characters, strict=True) if not c.digit_like)
     digits = [c for c in characters if c.digit_like]
-    if not digits or refused >= sum(area) / 2:
+    strays = len(characters) - len(digits)
+    if not digits or refused >= sum(area) / 2 or strays >= MAX_STRAYS:
         return Read("not_digits", "", None, characters, split_doubtful)
     confidence = float(np.prod([c.confidence for c in digits]))
     unsure = split_doubtful or len(digits) < len(characters) or confidence < unsure_below
