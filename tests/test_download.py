@@ -353,9 +353,11 @@ def test_killed_download_then_the_next_run_cleans_up(tmp_path, mirror, arrays, s
     params = yaml.safe_load(committed_params_text())
     params["download"].update(mirrors=[mirror.url("slow/")], verify=False, min_speed=0)
     (project / "params.yaml").write_text(yaml.safe_dump(params))
+    # As from a terminal: SIGINT at its default, which Python turns into KeyboardInterrupt,
+    # even when pytest itself runs with it ignored (a shell's background job, an xdist worker).
     process = subprocess.Popen([sys.executable, str(ROOT / "stages" / "download.py")],
                                cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=default_sigint)
     try:
         wait_for(lambda: mirror.sent.get(path, 0) >= 5000 or process.poll() is not None,
                  "the download to be under way")
@@ -381,6 +383,10 @@ def test_killed_download_then_the_next_run_cleans_up(tmp_path, mirror, arrays, s
     download(dataset_for(arrays), sources([mirror.url("good/")], False), raw, scratch, FAST)
     assert scratch_left(scratch) == []  # ...which the next run removes first
     assert sorted(p.name for p in raw.iterdir()) == sorted(arrays)
+
+
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_a_second_download_at_the_same_time_is_refused(tmp_path, arrays, dataset):

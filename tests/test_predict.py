@@ -450,11 +450,10 @@ def test_cli_and_stage_agree(project, model_file):
 
 
 @pytest.mark.slow
-def test_failed_predict_under_dvc_repro_keeps_the_previous_outputs(project, model_file):
+def test_failed_predict_under_dvc_repro_keeps_the_previous_outputs(pipeline_ran):
+    """On a copy of the session's pipeline run (conftest.py), whose `dvc repro` ran predict."""
+    project = pipeline_ran
     folder = project.root / "data" / "user_images"
-    (project.root / "models").mkdir()
-    (project.root / "models" / "model.keras").write_bytes(model_file.read_bytes())
-    project.dvc("repro", "--single-item", "predict")
     kept = [project.root / "data/predictions/predictions.csv",
             project.root / "data/predictions/contact_sheet.png",
             project.root / "metrics/predict.json"]

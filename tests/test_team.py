@@ -120,23 +120,6 @@ def split_and(command: list[str]) -> tuple[list[str], list[str]]:
     return command[:at], command[at + 1:]
 
 
-def test_pull_refuses_a_corrupt_object(pipeline_run, webdav, tmp_path):
-    project = pipeline_run
-    use_remote(project, f"webdav://127.0.0.1:{webdav.port}/store")
-    project.dvc("push")
-    model_md5 = project.run("git", "show", "HEAD:dvc.lock").stdout.split(
-        "path: models/model.keras")[1].split("md5: ")[1].split()[0]
-    stored = webdav.root / "store" / "files" / "md5" / model_md5[:2] / model_md5[2:]
-    stored.write_bytes(b"not the model" + stored.read_bytes()[13:])
-
-    teammate = clone(project, tmp_path / "teammate")
-    pulled = teammate.dvc("pull", check=False)
-    assert pulled.returncode != 0
-    assert_cache_intact(teammate.root)
-    assert not (teammate.root / ".dvc/cache/files/md5" / model_md5[:2] / model_md5[2:]).exists()
-    assert "metrics/eval.json" in teammate.dvc("metrics", "show").stdout
-
-
 def test_experiments_walkthrough_does_what_its_comments_say_and_diffs_need_no_pull(
         pipeline_run, tmp_path):
     """The docs' experiments block, run top to bottom in a clean workspace: each queued
@@ -338,7 +321,8 @@ def use_remote(project, url):
     commit(project, "team remote")
 
 
-def test_webdav_remote_survives_the_server_dying_mid_transfer(pipeline_run, webdav, tmp_path):
+def test_webdav_remote_survives_the_server_dying_mid_transfer_and_refuses_corruption(
+        pipeline_run, webdav, tmp_path):
     project = pipeline_run
     use_remote(project, f"webdav://127.0.0.1:{webdav.port}/store")
     store = webdav.root / "store" / "files" / "md5"
@@ -369,3 +353,18 @@ def test_webdav_remote_survives_the_server_dying_mid_transfer(pipeline_run, webd
     model = "models/model.keras"
     assert (teammate.root / model).read_bytes() == (project.root / model).read_bytes()
     assert_nothing_to_do(teammate)
+
+    # A corrupt object on the remote is refused: the pull fails, the cache stays whole.
+    model_md5 = project.run("git", "show", "HEAD:dvc.lock").stdout.split(
+        "path: models/model.keras")[1].split("md5: ")[1].split()[0]
+    stored = store / model_md5[:2] / model_md5[2:]
+    stored.write_bytes(b"not the model" + stored.read_bytes()[13:])
+    late = clone(project, tmp_path / "late-teammate")
+    pulled = late.dvc("pull", check=False)
+    assert pulled.returncode != 0
+    assert_cache_intact(late.root)
+    assert not (late.root / ".dvc/cache/files/md5" / model_md5[:2] / model_md5[2:]).exists()
+    assert not (late.root / model).exists()
+    shown = json.loads(late.dvc("metrics", "show", "--json").stdout)  # in git: still there
+    assert shown[""]["data"]["metrics/eval.json"]["data"] == committed_json(
+        project, "HEAD", "metrics/eval.json")
