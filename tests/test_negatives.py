@@ -67,3 +67,16 @@ def test_glyph_a_font_lacks_is_never_drawn():
 
     font = ImageFont.load_default(48)
     assert glyphs._missing(font, "\U0010fffe") and not glyphs._missing(font, "k")
+
+
+def test_hand_drawn_shapes_all_draw_ink_in_the_box_and_vary():
+    from digitrec.data.negatives import handwriting
+
+    rng = np.random.default_rng(0)
+    shapes = [*handwriting.LETTERS.values(), *handwriting.SYMBOLS.values()]
+    shapes += [make(rng) for make in handwriting.DOODLES]
+    for strokes in shapes:
+        a, b = handwriting.draw_strokes(strokes, rng), handwriting.draw_strokes(strokes, rng)
+        assert a.shape == (handwriting.SIDE, handwriting.SIDE) and (a > 0.5).sum() > 50
+        assert not np.array_equal(a, b)             # each drawing is a hand of its own
+    assert not set("OSZIlgqb") & set(handwriting.LETTERS)  # letters digits share, left out

@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from digitrec.data.negatives import glyphs, scribbles
+from digitrec.data.negatives import glyphs, handwriting, scribbles
 from digitrec.reading.digit import centre_by_mass, normalise_digit
 
-KINDS = ("glyph", "shape", "noise")
-SHARES = (0.5, 0.4, 0.1)
+# Font glyphs, letters and symbols written by hand, hand-drawn doodles, the geometric
+# scribbles and shapes, filled blobs, and blank or noise.
+KINDS = ("glyph", "hand", "doodle", "shape", "blob", "noise")
+SHARES = (0.25, 0.3, 0.15, 0.15, 0.07, 0.08)
+DRAW = {"glyph": glyphs.render_text, "hand": handwriting.letter,
+        "doodle": handwriting.doodle, "blob": handwriting.blob,
+        "shape": lambda rng: scribbles.SHAPES[rng.integers(len(scribbles.SHAPES))](rng)}
 
 
 def _one(rng: np.random.Generator) -> np.ndarray:
     kind = KINDS[rng.choice(len(KINDS), p=SHARES)]
     if kind == "noise":
         return scribbles.noise(rng)
-    if kind == "glyph":
-        ink = glyphs.render_text(rng)
-    else:
-        ink = scribbles.SHAPES[rng.integers(len(scribbles.SHAPES))](rng)
+    ink = DRAW[kind](rng)
     if not (ink > 0.5).any():
         return scribbles.noise(rng)
     return centre_by_mass(normalise_digit(ink))
