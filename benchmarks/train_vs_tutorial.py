@@ -39,6 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIAL = ROOT / "benchmarks" / "tutorial_cnn.py"
+BETWEEN = "between epochs (the callbacks above, Keras)"
 STAGES = ("download", "prepare", "train", "evaluate", "predict")
 
 
@@ -199,25 +200,47 @@ def profile_child(launched: float) -> None:
 
     epochs: list[dict[str, float]] = []
 
+    fit_called: list[float] = []
+
     class Timer(keras.callbacks.Callback):
+        """First of the callbacks: the edges of each epoch, its validation, and the time
+        from one epoch's validation to the next epoch (the other callbacks, Keras)."""
+
         def on_train_begin(self, logs=None):
             self.began = time.perf_counter()
+            phases.add("fit set-up (iterators, before the callbacks)",
+                       self.began - fit_called[-1])
 
         def on_epoch_begin(self, epoch, logs=None):
-            if not epochs:
-                phases.add("fit set-up", time.perf_counter() - self.began)
-            epochs.append({"start": time.perf_counter()})
+            now = time.perf_counter()
+            if epochs:
+                phases.add(BETWEEN, now - epochs[-1]["val_end"])
+            else:
+                phases.add("fit set-up", now - self.began)
+            epochs.append({"start": now})
+
+        def on_train_end(self, logs=None):
+            phases.add(BETWEEN,
+                       time.perf_counter() - epochs[-1]["val_end"])
 
         def on_test_begin(self, logs=None):
             epochs[-1]["train"] = time.perf_counter() - epochs[-1]["start"]
             epochs[-1]["val_start"] = time.perf_counter()
 
         def on_test_end(self, logs=None):
-            epochs[-1]["val"] = time.perf_counter() - epochs[-1]["val_start"]
+            epochs[-1]["val_end"] = time.perf_counter()
+            epochs[-1]["val"] = epochs[-1]["val_end"] - epochs[-1]["val_start"]
 
     callbacks_of = run.TrainingRun.callbacks
     run.TrainingRun.callbacks = lambda self, live: [Timer(), *callbacks_of(self, live)]
     phases.wrap(run.SingleMachine, "run_epochs", "fit (all of it)")
+    run_epochs = run.SingleMachine.run_epochs
+
+    def noted_run_epochs(*args, **kwargs):
+        fit_called.append(time.perf_counter())
+        return run_epochs(*args, **kwargs)
+
+    run.SingleMachine.run_epochs = noted_run_epochs
 
     start = time.perf_counter()
     message = stage["main"](Path("params.yaml"))
@@ -245,12 +268,12 @@ def profile(project: Path) -> None:
     phases = report["phases"]
     phases["process exit"] = finished - report["ended"]
     total = finished - launched
-    whole = {"fit (all of it)", "the stage's main (all of it)"}
+    whole = {"fit (all of it)", "the stage's main (all of it)", BETWEEN}  # hold others
     print(f"\nprofile of `python stages/train.py` ({report['message']})")
     print(f"  epochs (train part, s): {', '.join(f'{s:.2f}' for s in report['epoch_train'])}")
     print(f"  validation (s):         {', '.join(f'{s:.2f}' for s in report['epoch_val'])}")
     for phase, seconds in phases.items():
-        if phase not in whole:
+        if phase not in whole or phase == BETWEEN:
             print(f"  {phase:<44}{seconds:>6.2f} s {seconds / total:>5.0%}")
     accounted = sum(seconds for phase, seconds in phases.items() if phase not in whole)
     print(f"  {'(not in any phase above: Keras between epochs, ...)':<44}"
