@@ -102,7 +102,9 @@ def prepare_user_digits(folder: Path, work: Path) -> list[str]:
     from digitrec.reading.batch import find_pictures, read_one
     from digitrec.reading.labels import folder_labels
 
-    labels = folder_labels([folder]).values
+    # Labels are text ("7", "0869", "none"); this benchmark scores single digits.
+    labels = {name: int(text) for name, text in folder_labels([folder]).values.items()
+              if len(text) == 1 and text.isdigit()}
     readings = [r for r in parallel_map(read_one, find_pictures([folder])) if r.name in labels]
     ready = [r for r in readings if r.cleaned is not None]
     for reading in ready:
@@ -145,7 +147,9 @@ def train_one(config_json: str, work: Path) -> None:
         with open(work / "user_readings.pkl", "rb") as f:
             readings = pickle.load(f)
         predict_readings(result.model, readings)
-        answer["user"] = [r.probabilities.tolist() for r in readings]
+        # None where a picture is not read as one digit (refused, or read as a number).
+        answer["user"] = [None if r.probabilities is None else r.probabilities.tolist()
+                          for r in readings]
         as_tagged = predict_digits(result.model, np.stack([r.cleaned.digit for r in readings]))
         answer["user_as_tagged"] = as_tagged.tolist()
     print(json.dumps(answer))
@@ -238,6 +242,17 @@ def accurate_setting() -> dict:
     return dict(ACCURATE)
 
 
+def user_predictions(result: dict) -> np.ndarray:
+    """The digit read in each user picture; -1 where it was not read as one digit."""
+    return np.asarray([-1 if p is None else int(np.argmax(p)) for p in result["user"]])
+
+
+def _as(probabilities: list[float] | None) -> str:
+    if probabilities is None:
+        return "not read as one digit"
+    return f"as {int(np.argmax(probabilities))}, {max(probabilities):.0%}"
+
+
 def report(rows: list, names: list[str], user_labels: np.ndarray | None) -> None:
     print(f"{'seed':>6}{'test acc':>10}{'shifts':>8}{'train s':>9}{'cnn3 s':>8}{'CPU s':>7}"
           f"{'cnn3 CPU':>9}{'user reads':>12}{'EXIF as tagged':>16}")
@@ -249,7 +264,7 @@ def report(rows: list, names: list[str], user_labels: np.ndarray | None) -> None
                 f"{result['cpu_seconds']:>7.1f}"
                 f"{cnn3['cpu_seconds'] if cnn3 else float('nan'):>9.1f}")
         if user_labels is not None:
-            predicted = np.asarray(result["user"]).argmax(axis=1)
+            predicted = user_predictions(result)
             reads.append(int((predicted == user_labels).sum()))
             line += f"{reads[-1]:>8}/{len(user_labels)}"
             if "user_as_tagged" in result:
@@ -280,14 +295,16 @@ def report(rows: list, names: list[str], user_labels: np.ndarray | None) -> None
     if user_labels is None:
         return
     for seed, result, _ in rows:
-        probabilities = np.asarray(result["user"])
-        wrong = np.flatnonzero(probabilities.argmax(axis=1) != user_labels)
+        wrong = np.flatnonzero(user_predictions(result) != user_labels)
         print(f"seed {seed} misread: " + ", ".join(
-            f"{names[i]} ({user_labels[i]} as {probabilities[i].argmax()}, "
-            f"{probabilities[i].max():.0%})" for i in wrong))
-    pooled = np.concatenate([np.asarray(r["user"]) for _, r, _ in rows])
-    scores = calibration(pooled, np.tile(user_labels, len(rows)))
-    print(f"user pictures, all seeds pooled: accuracy {scores['accuracy']:.1%}, mean "
+            f"{names[i]} ({user_labels[i]} {_as(result['user'][i])})" for i in wrong))
+    read = [(p, label) for _, r, _ in rows for p, label in zip(r["user"], user_labels,
+                                                                  strict=True) if p is not None]
+    scores = calibration(np.asarray([p for p, _ in read]), np.asarray([lb for _, lb in read]))
+    missed = len(rows) * len(user_labels) - len(read)
+    print(f"user pictures not read as one digit (refused or split), all seeds: {missed}")
+    print(f"user pictures read as one digit, all seeds pooled: accuracy "
+          f"{scores['accuracy']:.1%}, mean "
           f"confidence {scores['mean_confidence']:.1%}, ECE {scores['ece']:.3f}")
     print(f"{'unsure below':>13}{'wrong, sure':>13}{'unsure':>8}{'right, unsure':>15}")
     for threshold, (wrong_sure, unsure, right_unsure) in scores["thresholds"].items():
