@@ -175,9 +175,8 @@ def _warp(points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def _densify(stroke: Stroke) -> np.ndarray:
+def _densify(points: np.ndarray) -> np.ndarray:
     """The stroke with points every 0.05 of the box, so the warp bends straight lines too."""
-    points = np.asarray(stroke, dtype=np.float64)
     dense = [points[:1]]
     for a, b in zip(points[:-1], points[1:], strict=True):
         steps = max(1, int(np.hypot(*(b - a)) / 0.05))
@@ -200,7 +199,7 @@ def draw_strokes(strokes: list[Stroke], rng: np.random.Generator) -> np.ndarray:
         # (jittered one by one, a curve would shake).
         shape = points.shape if len(points) <= CORNERS else (1, 2)
         points = points + rng.normal(0, JITTER, shape)
-        points = _warp(_densify([tuple(p) for p in points]), rng)
+        points = _warp(_densify(points), rng)
         points[:, 0] = (points[:, 0] - 0.5) * width + slant * (0.5 - points[:, 1])
         points[:, 1] -= 0.5
         points = points @ rotation.T * (SIDE * 0.6) + SIDE / 2
