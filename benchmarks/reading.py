@@ -34,18 +34,21 @@ SWEEP = ((0.5, 0.5), (0.6, 0.6), (0.6, 0.7), (0.6, 0.8), (0.6, 0.85), (0.7, 0.8)
          (0.8, 0.8), (0.6, 0.9), (0.9, 0.9))
 
 
+def label_rows(folder: Path) -> list[dict[str, str]]:
+    with open(folder / "labels.csv", encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def expected_texts(folder: Path) -> dict[str, str]:
     """name -> the digits the picture holds ("" for the no-digit set, which has no label)."""
-    with open(folder / "labels.csv", encoding="utf-8", newline="") as f:
-        return {row["file"]: row.get("label") or "" for row in csv.DictReader(f)}
+    return {row["file"]: row.get("label") or "" for row in label_rows(folder)}
 
 
 def categories(folder: Path) -> dict[str, str]:
     """name -> the picture's category in labels.csv (empty without that column); a picture
     marked `ambiguous: yes` (a letter shaped as a digit: O, S, Z, l) counts as a look-alike."""
-    with open(folder / "labels.csv", encoding="utf-8", newline="") as f:
-        return {row["file"]: "look-alike" if row.get("ambiguous") == "yes" else
-                row.get("category") or "" for row in csv.DictReader(f)}
+    return {row["file"]: "look-alike" if row.get("ambiguous") == "yes" else
+            row.get("category") or "" for row in label_rows(folder)}
 
 
 def by_category(readings: list[predict.Reading], folder: Path) -> str:
