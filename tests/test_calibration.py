@@ -1,6 +1,7 @@
 """Temperature scaling and the refusal AUROC."""
 
 import numpy as np
+import pytest
 
 from digitrec.scoring import expected_calibration_error, refusal_auroc
 from digitrec.training.calibration import bake_temperature, fit_temperature, nll
@@ -52,3 +53,12 @@ def test_refusal_auroc_toy_cases():
     mixed = np.array([[0.9] + [0.0] * 9, [0.3] + [0.0] * 9])
     neg = np.array([[0.5] + [0.0] * 9])
     assert refusal_auroc(mixed, neg) == 0.5
+
+
+def test_refusal_auroc_is_the_share_of_pairs_with_ties_counting_half():
+    rng = np.random.default_rng(0)
+    digits = rng.integers(0, 5, (200, 10)) / 4  # coarse values: many ties
+    negatives = rng.integers(0, 5, (70, 10)) / 4
+    top_digit, top_negative = digits.max(1)[:, None], negatives.max(1)[None, :]
+    pairs = (top_digit > top_negative).mean() + 0.5 * (top_digit == top_negative).mean()
+    assert refusal_auroc(digits, negatives) == pytest.approx(pairs, abs=1e-12)

@@ -236,3 +236,19 @@ def test_a_word_with_two_strays_is_no_number_one_stray_is_left_out():
     assert (one.status, one.text) == ("unsure", "427")
     two = judge([*sure, character(90, spread), character(120, spread)], unsure_below=0.5)
     assert (two.status, two.text) == ("not_digits", "")
+
+
+def test_a_dash_far_above_a_number_is_no_piece_of_its_digits():
+    """A short mark far from the writing (a dash high on the page) joins no digit: the
+    number's last digit keeps its own box, as it would without it."""
+    from digitrec.reading.segment import find_marks
+
+    number = draw_number("743", 60, pen=0.06, ink=20, paper=235, seed=2, gap=0.3)
+    page = Image.new("L", (number.width, 3 * number.height), 235)
+    page.paste(number, (0, 2 * number.height))
+    ink = 1.0 - np.asarray(page, dtype=np.float32) / 255
+    alone = [m.box for m in find_marks(ink > 0.5).marks]
+    right = alone[-1][2]
+    ImageDraw.Draw(page).line([(right - 14, 14), (right - 6, 22)], fill=20, width=4)
+    ink = 1.0 - np.asarray(page, dtype=np.float32) / 255
+    assert [m.box for m in find_marks(ink > 0.5).marks] == alone

@@ -113,14 +113,14 @@ def per_class_rows(scored: Scores, class_names: Sequence[str]) -> list[list[Any]
 
 def refusal_auroc(digit_probabilities: np.ndarray, negative_probabilities: np.ndarray) -> float:
     """How well the most probable class's probability tells digits (positives) from
-    negatives: the chance a random digit scores above a random negative (ties count half),
-    by the rank-sum (Mann-Whitney) formula. 0.5 when either side is empty."""
-    from scipy.stats import rankdata
-
+    negatives: the chance a random digit scores above a random negative, ties counting
+    half, counted for each digit by binary search in the sorted negatives (the definition
+    itself, in O(n log n); no statistics library to import at every evaluate). 0.5 when
+    either side is empty."""
     positives = np.asarray(digit_probabilities).max(axis=1)
-    negatives = np.asarray(negative_probabilities).max(axis=1)
+    negatives = np.sort(np.asarray(negative_probabilities).max(axis=1))
     if not len(positives) or not len(negatives):
         return 0.5
-    ranks = rankdata(np.concatenate([positives, negatives]))
-    rank_sum = ranks[: len(positives)].sum() - len(positives) * (len(positives) + 1) / 2
-    return float(rank_sum / (len(positives) * len(negatives)))
+    below = np.searchsorted(negatives, positives, side="left")
+    tied = np.searchsorted(negatives, positives, side="right") - below
+    return float((below.sum() + tied.sum() / 2) / (len(positives) * len(negatives)))

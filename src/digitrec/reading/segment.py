@@ -146,13 +146,17 @@ def _merge_overlapping(marks: list[Mark]) -> list[Mark]:
     """Marks over one another are one digit's, unless both are tall: two digits stacked
     (two lines of writing) stay apart, for the reader to find doubtful. Marks much shorter
     than the writing (a speck, a dot, a stray stroke) join their nearest neighbour instead
-    of being read as digits of their own."""
+    of being read as digits of their own, when it is near: the pieces of one digit touch or
+    nearly do, so a short mark farther from every other than the writing is tall (a dash
+    high above the number, a speck on the page) belongs to none and is left out."""
     tallest = max(m.height for m in marks)
+    writing = float(np.median([m.height for m in marks]))
     merged: list[Mark] = []
     for mark in marks:
         for i, other in enumerate(merged):
             stacked = min(mark.height, other.height) >= STACKED * tallest and _apart(mark, other)
-            if _shared(mark, other) >= OVER and not stacked:
+            if (_shared(mark, other) >= OVER and not stacked
+                    and not _stray(mark, other, writing)):
                 merged[i] = Mark(other.pieces + mark.pieces, _union([other.box, mark.box]))
                 break
         else:
@@ -163,9 +167,16 @@ def _merge_overlapping(marks: list[Mark]) -> list[Mark]:
         merged = [m for m in merged if m.height >= SMALL * typical]
         for mark in small:
             near = min(range(len(merged)), key=lambda i: _gap(mark, merged[i]))
-            merged[near] = Mark(merged[near].pieces + mark.pieces,
-                                _union([merged[near].box, mark.box]))
+            if _gap(mark, merged[near]) <= max(typical, writing):
+                merged[near] = Mark(merged[near].pieces + mark.pieces,
+                                    _union([merged[near].box, mark.box]))
     return sorted(merged, key=_centre)
+
+
+def _stray(a: Mark, b: Mark, writing: float) -> bool:
+    """Whether one of two marks is far shorter than the writing and farther from the other
+    than the writing is tall: a stray, not a piece of the other's digit."""
+    return min(a.height, b.height) < SMALL * writing and _gap(a, b) > writing
 
 
 def _apart(a: Mark, b: Mark) -> bool:
