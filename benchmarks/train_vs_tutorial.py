@@ -253,6 +253,9 @@ def profile_child(launched: float) -> None:
     phases.add("validation (steady pace)", steady_val * len(vals))
     print(json.dumps({"phases": phases.seconds, "epochs": len(epochs), "message": message,
                       "epoch_train": trains, "epoch_val": vals, "ended": time.time()}))
+    from digitrec.errors import exit_now
+
+    exit_now(0)  # as the stage's script ends (errors.run_command)
 
 
 def profile(project: Path) -> None:

@@ -32,6 +32,17 @@ def test_temperature_lowers_nll_and_ece():
     assert after < before / 2
 
 
+def test_temperature_is_the_minimum_of_the_nll_within_the_bounds():
+    logits, labels = _overconfident(n=500)
+    t = fit_temperature(logits, labels)
+    grid = np.geomspace(0.05, 20.0, 2001)
+    best = grid[np.argmin([nll(logits, labels, g) for g in grid])]
+    assert abs(np.log(t / best)) < 0.01
+    assert nll(logits, labels, t) <= nll(logits, labels, best) + 1e-9
+    sure = np.eye(10)[np.arange(50) % 10] * 30.0  # always right: the lowest NLL at the bound
+    assert fit_temperature(sure, np.arange(50) % 10) == pytest.approx(0.05, rel=1e-6)
+
+
 def test_baked_temperature_same_argmax_softer():
     import keras
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 BOUNDS = (0.05, 20.0)
+GOLDEN_STEPS = 60  # each keeps 0.618 of the interval: 20 / 0.05 shrinks to below 1e-10
 BATCH = 1000
 # log(0) would be -inf: a probability float32 rounds to 0 is read as its smallest value
 PROBABILITY_FLOOR = float(np.finfo(np.float32).smallest_subnormal)
@@ -28,13 +29,32 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> flo
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The T in BOUNDS that minimises the digits' NLL (1.0 for no rows)."""
-    from scipy.optimize import minimize_scalar
+    """The T in BOUNDS that minimises the digits' NLL (1.0 for no rows).
 
+    The NLL is convex in 1 / T (a log-sum-exp less a linear term), so a golden-section
+    search over 1 / T finds its one minimum; in a few lines of numpy, where SciPy's
+    optimiser cost the train stage 0.3 s of imports.
+    """
     if not len(labels):
         return 1.0
-    result = minimize_scalar(lambda t: nll(logits, labels, t), bounds=BOUNDS, method="bounded")
-    return float(result.x)
+    low, high = 1 / BOUNDS[1], 1 / BOUNDS[0]  # over the inverse temperature
+
+    def cost(inverse: float) -> float:
+        return nll(logits, labels, 1 / inverse)
+
+    shrink = (np.sqrt(5) - 1) / 2
+    left, right = high - shrink * (high - low), low + shrink * (high - low)
+    left_cost, right_cost = cost(left), cost(right)
+    for _ in range(GOLDEN_STEPS):
+        if left_cost < right_cost:
+            high, right, right_cost = right, left, left_cost
+            left = high - shrink * (high - low)
+            left_cost = cost(left)
+        else:
+            low, left, left_cost = left, right, right_cost
+            right = low + shrink * (high - low)
+            right_cost = cost(right)
+    return float(1 / ((low + high) / 2))
 
 
 def bake_temperature(model: Any, temperature: float) -> None:
