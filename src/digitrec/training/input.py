@@ -20,6 +20,10 @@ from digitrec.params import Augment, TrainParams
 VALIDATION_BATCH = 512
 NEGATIVE = -1  # the label of a negative (a picture with no digit) in a stream of classes
 
+# The functions this module gives tf.data are traced as written: their branches are on
+# Python values only, and AutoGraph's rewriting of them took 1-3 s of every run's start.
+as_written = tf.autograph.experimental.do_not_convert
+
 
 class TrainingInput:
     """A run's data: the prepared train and val splits and the training negatives,
@@ -118,6 +122,7 @@ def training_dataset(
     pool_labels = tf.constant(pool_labels.astype(np.int32))
     seed_tensor = tf.constant(seed, tf.int64)
 
+    @as_written
     def epoch_order(epoch: tf.Tensor) -> tf.data.Dataset:
         """The example numbers of one epoch, in batches."""
         order = _permutation(digit_count, seed_tensor, epoch)
@@ -130,6 +135,7 @@ def training_dataset(
                               _permutation(digit_count + drawn, seed_tensor + 2, epoch))
         return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
 
+    @as_written
     def prepare_batch(step: tf.Tensor, chosen: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         batch_images = tf.gather(pool_images, chosen)
         batch_labels = tf.gather(pool_labels, chosen)
@@ -188,6 +194,7 @@ def target_rows(dataset: tf.data.Dataset) -> tf.data.Dataset:
     the uniform distribution for a negative (outlier exposure: Hendrycks et al., 2019). The
     loss smooths them, which Keras' sparse loss cannot, and a model saved with the
     categorical one still loads with Keras alone."""
+    @as_written
     def rows(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         one_hot = tf.one_hot(labels, NUM_CLASSES)  # all zeros for NEGATIVE
         uniform = tf.fill(tf.shape(one_hot), 1 / NUM_CLASSES)
