@@ -31,4 +31,4 @@ def main(params_file: Path) -> str:
 
 
 if __name__ == "__main__":
-    run_command(lambda: main(params_file_from_command_line(__doc__)))
+    run_command(lambda: main(params_file_from_command_line(__doc__)), __file__)

@@ -84,10 +84,16 @@ def training_dataset(
     second version of every image, shown instead of the first for a share `augment.redrawn`
     of the examples, drawn anew for each example every epoch.
 
-    With `negatives` and a `negative_share` above 0, each example is a negative (label
-    NEGATIVE) with that chance, drawn by `sample_from_datasets` from the negatives' own
-    shuffled stream; negatives are augmented as the digits are (a redrawn version of one is
-    itself). Without, batches follow the digits' epochs exactly, the last one short.
+    With `negatives` and a `negative_share` above 0, an epoch is every digit once and as
+    many negatives (label NEGATIVE) as fill its last batch, about that share, taken in the
+    negatives' own reshuffled order; negatives are augmented as the digits are (a redrawn
+    version of one is itself). Without, batches follow the digits' epochs exactly, the last
+    one short.
+
+    Each epoch's order is a stateless permutation of example numbers, keyed by the seed and
+    the epoch, and each batch is gathered from the arrays held whole in memory: a fraction
+    of the cost of streaming every example through a shuffle buffer, and the same order
+    whichever epoch a stream starts at.
     """
     share = augment.redrawn if augment is not None and redrawn is not None else 0.0
     if share > 0:
@@ -96,27 +102,37 @@ def training_dataset(
     if shard is not None:
         seed += index  # each worker augments its share differently
     mixing = negatives is not None and len(negatives) > 0 and negative_share > 0
-    digits = _shuffled(examples(images, labels), len(labels), shard, seed)
+    steps_per_epoch = epoch_steps(len(labels), batch_size, shards,
+                                  negative_share if mixing else 0.0)
+    pool_images, pool_labels = _share(images, shards, index), _share(labels, shards, index)
+    digit_count, negative_count = len(pool_labels), 0
     if mixing:
         if share > 0:
             negatives = np.concatenate([negatives, negatives], axis=-1)
-        negative_labels = np.full(len(negatives), NEGATIVE, dtype=np.int32)
-        stream = tf.data.Dataset.sample_from_datasets(
-            [digits.repeat(),
-             _shuffled(examples(negatives, negative_labels), len(negatives), shard, seed + 1
-                       ).repeat()],
-            weights=[1 - negative_share, negative_share], seed=seed)
-        dataset = stream.batch(batch_size)
-    else:
-        dataset = digits.batch(batch_size).repeat()
-    steps_per_epoch = epoch_steps(len(labels), batch_size, shards,
-                                  negative_share if mixing else 0.0)
-    dataset = dataset.enumerate().skip(skip_epochs * steps_per_epoch)
+        own_negatives = _share(negatives, shards, index)
+        negative_count = len(own_negatives)
+        pool_images = np.concatenate([pool_images, own_negatives])
+        pool_labels = np.concatenate([pool_labels, np.full(negative_count, NEGATIVE)])
+    drawn = steps_per_epoch * batch_size - digit_count if mixing else 0
+    pool_images = tf.constant(pool_images)
+    pool_labels = tf.constant(pool_labels.astype(np.int32))
     seed_tensor = tf.constant(seed, tf.int64)
 
-    def prepare_batch(step: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]
-                      ) -> tuple[tf.Tensor, tf.Tensor]:
-        batch_images, batch_labels = batch
+    def epoch_order(epoch: tf.Tensor) -> tf.data.Dataset:
+        """The example numbers of one epoch, in batches."""
+        order = _permutation(digit_count, seed_tensor, epoch)
+        if drawn:
+            rounds = -(-drawn // max(negative_count, 1))  # each negative more than once
+            picked = tf.concat([_permutation(negative_count, seed_tensor + 1,
+                                             epoch * rounds + r)
+                                for r in range(rounds)], axis=0)[:drawn]
+            order = tf.gather(tf.concat([order, digit_count + picked], axis=0),
+                              _permutation(digit_count + drawn, seed_tensor + 2, epoch))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    def prepare_batch(step: tf.Tensor, chosen: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        batch_images = tf.gather(pool_images, chosen)
+        batch_labels = tf.gather(pool_labels, chosen)
         if share > 0:
             batch_images = pick_version(batch_images, share, tf.stack([seed_tensor, -1 - step]))
         if augment is not None and (augment.shift or augment.rotation or augment.zoom
@@ -126,17 +142,23 @@ def training_dataset(
                                          augment.flip)
         return batch_images, batch_labels
 
-    dataset = dataset.map(prepare_batch)
+    endless = 2**62
+    orders = tf.data.Dataset.range(skip_epochs, endless).flat_map(epoch_order)
+    steps = tf.data.Dataset.range(skip_epochs * steps_per_epoch, endless)
+    dataset = tf.data.Dataset.zip(steps, orders).map(prepare_batch)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _shuffled(dataset: tf.data.Dataset, count: int, shard: tuple[int, int] | None,
-              seed: int) -> tf.data.Dataset:
-    """This worker's share of `count` examples, reshuffled every pass."""
-    if shard is not None:
-        count //= shard[0]
-        dataset = dataset.shard(*shard).take(count)
-    return dataset.shuffle(max(count, 1), seed=seed, reshuffle_each_iteration=True)
+def _share(array: np.ndarray, shards: int, index: int) -> np.ndarray:
+    """Worker `index`'s equal share of `shards` (every shards-th row; the remainder of an
+    uneven split left out), read whole into memory."""
+    return np.asarray(array[index::shards][: len(array) // shards])
+
+
+def _permutation(count: int, seed: tf.Tensor, epoch: tf.Tensor) -> tf.Tensor:
+    """0 .. count - 1 in an order fixed by the seed and the epoch."""
+    key = tf.stack([seed, tf.cast(epoch, tf.int64)])
+    return tf.random.experimental.stateless_shuffle(tf.range(count), seed=key)
 
 
 def epoch_steps(examples: int, batch_size: int, shards: int = 1,
