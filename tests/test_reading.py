@@ -252,25 +252,3 @@ def test_a_dash_far_above_a_number_is_no_piece_of_its_digits():
     ImageDraw.Draw(page).line([(right - 14, 14), (right - 6, 22)], fill=20, width=4)
     ink = 1.0 - np.asarray(page, dtype=np.float32) / 255
     assert [m.box for m in find_marks(ink > 0.5).marks] == alone
-
-
-def test_a_doubtful_digit_between_two_digits_is_read_a_letter_is_left_out():
-    from digitrec.reading.number import Character, judge
-
-    def character(left: int, probabilities: np.ndarray) -> Character:
-        return Character((left, 0, left + 20, 30), probabilities)
-
-    def sure(digit: int) -> np.ndarray:
-        return np.eye(10)[digit] * 0.97 + 0.003
-
-    doubtful = np.full(10, 0.5 / 8)
-    doubtful[4], doubtful[9] = 0.3, 0.2        # an open 4 the model half reads
-    middle = judge([character(0, sure(3)), character(30, doubtful), character(60, sure(5))],
-                   unsure_below=0.5)
-    assert (middle.status, middle.text) == ("unsure", "345")
-    end = judge([character(0, sure(3)), character(30, sure(5)), character(60, doubtful)],
-                unsure_below=0.5)
-    assert (end.status, end.text) == ("unsure", "35")    # at the end: a stray, left out
-    spread = judge([character(0, sure(3)), character(30, np.full(10, 0.1)),
-                    character(60, sure(5))], unsure_below=0.5)
-    assert (spread.status, spread.text) == ("unsure", "35")

@@ -23,7 +23,6 @@ from digitrec.reading.segment import Candidate
 
 NOT_DIGIT_BELOW = 0.6     # top-2 probability mass under which a character is not a digit
 LONE_NOT_DIGIT_BELOW = 0.8  # ...when it is the picture's only character (no digit beside it)
-BETWEEN_NOT_DIGIT_BELOW = 0.4  # ...when it stands between two digits (in a number's middle)
 JOIN_COST = math.log(2)   # side-by-side marks are one digit half as often as two
 CUT_COST = math.log(2)    # a cut must make the reading twice as likely
 WIDE_OK = 1.1             # digits are rarely wider than this share of their height
@@ -141,8 +140,7 @@ def judge(characters: list[Character], unsure_below: float, split_doubtful: bool
     """Status, text and confidence of a reading from its characters.
 
     A character is a digit when its `likeness` reaches `below` (the second value for a lone
-    character: a mark with digits beside it is more likely one itself; between two digits,
-    BETWEEN_NOT_DIGIT_BELOW). Mostly not-digit
+    character: a mark with digits beside it is more likely one itself). Mostly not-digit
     characters (by area), or MAX_STRAYS of them (a word whose letters half read as digits),
     make the picture `not_digits`; otherwise the digits are the text (one stray non-digit
     beside them is left out and makes the reading unsure). The confidence is
@@ -152,7 +150,6 @@ def judge(characters: list[Character], unsure_below: float, split_doubtful: bool
     threshold = below[1] if len(characters) == 1 else below[0]
     for character in characters:
         character.digit_like = character.likeness >= threshold
-    _between_digits(characters, min(threshold, BETWEEN_NOT_DIGIT_BELOW))
     area = [max(1, (c.box[2] - c.box[0]) * (c.box[3] - c.box[1])) for c in characters]
     refused = sum(a for a, c in zip(area, characters, strict=True) if not c.digit_like)
     digits = [c for c in characters if c.digit_like]
@@ -163,17 +160,6 @@ def judge(characters: list[Character], unsure_below: float, split_doubtful: bool
     unsure = split_doubtful or len(digits) < len(characters) or confidence < unsure_below
     return Read("unsure" if unsure else "ok", "".join(str(c.digit) for c in digits),
                 confidence, characters, split_doubtful)
-
-
-def _between_digits(characters: list[Character], below: float) -> None:
-    """A character between two digits is a digit unless it is clearly none (its likeness
-    under `below`): in the middle of a number, a digit the model is unsure of (a slanted,
-    open 4 read at 40%) is far likelier than a letter, and leaving it out would read
-    another number. A letter there still reads spread thin and is left out."""
-    like = [c.digit_like for c in characters]
-    for i in range(1, len(characters) - 1):
-        if not like[i] and like[i - 1] and like[i + 1] and characters[i].likeness >= below:
-            characters[i].digit_like = True
 
 
 def _to_picture(box: tuple[int, int, int, int], scale: float, offset: tuple[int, int],
