@@ -79,4 +79,19 @@ def test_hand_drawn_shapes_all_draw_ink_in_the_box_and_vary():
         a, b = handwriting.draw_strokes(strokes, rng), handwriting.draw_strokes(strokes, rng)
         assert a.shape == (handwriting.SIDE, handwriting.SIDE) and (a > 0.5).sum() > 50
         assert not np.array_equal(a, b)             # each drawing is a hand of its own
-    assert not set("OSZIlgqb") & set(handwriting.LETTERS)  # letters digits share, left out
+    assert not set("OIlgqb") & set(handwriting.LETTERS)  # letters digits share, left out
+
+
+def test_z_has_straight_bars_in_sharp_corners_and_s_no_bar_at_all():
+    """The letters shaped like a 2 and a 5 are drawn by what tells them apart: a Z is three
+    straight strokes meeting in two corners, an S one smooth curve (no corner sharper than
+    a 5's bend), so neither is a digit drawn again."""
+    from digitrec.data.negatives import handwriting
+
+    zed, = handwriting.LETTERS["Z"]
+    assert len(zed) == 4 and zed[0][1] == zed[1][1] and zed[2][1] == zed[3][1]  # two bars
+    ess, = handwriting.LETTERS["S"]
+    steps = np.diff(np.asarray(ess), axis=0)
+    turns = np.degrees(np.abs(np.angle(np.exp(1j * np.diff(np.arctan2(steps[:, 1],
+                                                                      steps[:, 0]))))))
+    assert len(ess) > handwriting.CORNERS and turns.max() < 60     # smooth: no corner
