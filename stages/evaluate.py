@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from digitrec.catalog import get_dataset
-from digitrec.errors import run_command
+from digitrec.errors import run_command, started_as
 from digitrec.evaluation.evaluate import evaluate
 from digitrec.params import params_file_from_command_line, read_params
 from digitrec.paths import EVAL_METRICS, EVAL_PLOTS, MODEL, PREPARED
@@ -20,4 +20,5 @@ def main(params_file: Path) -> str:
 
 
 if __name__ == "__main__":
-    run_command(lambda: main(params_file_from_command_line(__doc__)), __file__)
+    run_command(lambda: main(params_file_from_command_line(__doc__)),
+                own_process=started_as(__file__))

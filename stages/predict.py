@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from digitrec.catalog import get_dataset
-from digitrec.errors import run_command
+from digitrec.errors import run_command, started_as
 from digitrec.params import params_file_from_command_line, read_params
 from digitrec.paths import MODEL, PREDICT_METRICS, PREDICTIONS
 from digitrec.reading.batch import BatchOutputs, NothingReadable, predict_batch, summary_line
@@ -31,4 +31,5 @@ def main(params_file: Path) -> str:
 
 
 if __name__ == "__main__":
-    run_command(lambda: main(params_file_from_command_line(__doc__)), __file__)
+    run_command(lambda: main(params_file_from_command_line(__doc__)),
+                own_process=started_as(__file__))

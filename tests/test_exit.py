@@ -13,7 +13,7 @@ from digitrec.errors import run_command, started_as
 SCRIPT = textwrap.dedent("""
     import atexit, sys
     from pathlib import Path
-    from digitrec.errors import DigitrecError, run_command
+    from digitrec.errors import DigitrecError, run_command, started_as
 
     atexit.register(lambda: Path(sys.argv[1]).write_text("exit handler ran"))
     print("buffered, not flushed", end="")
@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent("""
         return "summary"
 
     if __name__ == "__main__":
-        run_command(action, __file__)
+        run_command(action, own_process=started_as(__file__))
 """)
 
 
@@ -44,5 +44,5 @@ def test_a_script_exits_now_with_its_output_and_exit_handlers(tmp_path, mode, co
 def test_run_in_process_the_caller_goes_on():
     assert not started_as(__file__)
     with pytest.raises(SystemExit) as exit_:
-        run_command(lambda: None, __file__)
+        run_command(lambda: None, own_process=started_as(__file__))
     assert exit_.value.code == 0

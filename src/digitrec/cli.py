@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,23 +82,25 @@ def main(argv: Sequence[str] | None = None, own_process: bool = False) -> None:
                                "not an earlier export of this format")
     commands.add_parser("doctor", help="check this project: params, DVC remote, model")
     args = parser.parse_args(argv)
+    run_command(chosen_action(args), own_process=own_process)
+
+
+def chosen_action(args: argparse.Namespace) -> Callable[[], str | None]:
+    """What the parsed command line asks for, as an action for `run_command`."""
     if args.command == "doctor":
         from digitrec.doctor import doctor
 
-        run_command(doctor, own_process=own_process)
+        return doctor
     if args.command == "predict":
-        run_command(lambda: predict_command(args.paths, project_model(args.model), args.csv,
-                                            args.unsure_below, force=args.force),
-                    own_process=own_process)
+        return lambda: predict_command(args.paths, project_model(args.model), args.csv,
+                                       args.unsure_below, force=args.force)
     if args.command == "serve":
-        run_command(lambda: serve_command(project_model(args.model), args.host, args.port),
-                    own_process=own_process)
+        return lambda: serve_command(project_model(args.model), args.host, args.port)
     if args.command == "export":
         output = str(default_output(args.format)) if args.output is None else args.output
-        run_command(lambda: export_command(project_model(args.model), args.format, output,
-                                           force=args.force),
-                    own_process=own_process)
-    run_command(lambda: run_stage_script(args.command, args.params))
+        return lambda: export_command(project_model(args.model), args.format, output,
+                                      force=args.force)
+    return lambda: run_stage_script(args.command, args.params)
 
 
 def project_model(model: str) -> str:

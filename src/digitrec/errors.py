@@ -52,16 +52,15 @@ def exit_code(action: Callable[[], str | None]) -> int:
     return 0
 
 
-def run_command(action: Callable[[], str | None], script: str | None = None,
-                own_process: bool = False) -> NoReturn:
+def run_command(action: Callable[[], str | None], own_process: bool = False) -> NoReturn:
     """Run a command's `action` and exit the process the way a CLI does (0, 1 or 130).
 
-    When the process is the command's own (`own_process`, or given the `script`, its
-    `__file__`, run as the process's own script), it ends without the interpreter's
-    teardown (`exit_now`). A bug's traceback exits as usual.
+    When the process is the command's own (`own_process`: a stage's script run as
+    `python stages/NAME.py`, see `started_as`, or the installed `digitrec` command), it
+    ends without the interpreter's teardown (`exit_now`). A bug's traceback exits as usual.
     """
     code = exit_code(action)
-    if own_process or (script is not None and started_as(script)):
+    if own_process:
         exit_now(code)
     sys.exit(code)
 
