@@ -79,6 +79,7 @@ def seeds():
     return seed_files()
 
 
+@pytest.mark.filterwarnings("ignore:IM image format is deprecated:DeprecationWarning")
 def test_every_mutated_file_is_read_or_is_its_own_problem(seeds, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4_000_000)  # a header lying about size
     assert {"PNG", "JPEG", "GIF", "BMP", "TIFF", "DDS", "BLP", "SPIDER"} <= set(seeds)
